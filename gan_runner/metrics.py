@@ -1,0 +1,66 @@
+"""Distribution metrics: pure numpy/scipy functions on float64 arrays, no TensorFlow."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from scipy import special, stats
+
+EPS = 1e-8  # the seed's guard against log(0)
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    p = p / (p.sum() + EPS)
+    q = q / (q.sum() + EPS)
+    return float(np.sum(p * (np.log(p + EPS) - np.log(q + EPS))))
+
+
+def histogram_kl(real: np.ndarray, fake: np.ndarray, bins: int = 100) -> float:
+    """The note's KL(real || fake) estimator, exactly (SEED.md section 1): 100 bins spanning
+    the real data, fakes outside that range dropped, both histograms normalised with 1e-8."""
+    hist_p, edges = np.histogram(np.asarray(real, np.float64), bins=bins)
+    hist_q, _ = np.histogram(np.asarray(fake, np.float64), bins=edges)
+    return _kl(hist_p.astype(np.float64), hist_q.astype(np.float64))
+
+
+def kl_to_normal(fake: np.ndarray, mean: float, std: float, bins: int = 100, span: float = 5.0) -> float:
+    """KL(target || fake) with the target N(mean, std) integrated exactly over `bins` equal bins
+    on mean +- span*std, plus one tail bin each side so no fake is dropped."""
+    inner = np.linspace(mean - span * std, mean + span * std, bins + 1)
+    edges = np.concatenate([[-np.inf], inner, [np.inf]])
+    target = np.diff(stats.norm.cdf(edges, loc=mean, scale=std))
+    hist_q, _ = np.histogram(np.asarray(fake, np.float64), bins=edges)
+    return _kl(target, hist_q.astype(np.float64))
+
+
+def moments(x: np.ndarray) -> dict[str, float]:
+    """mean, std (population), skewness and excess kurtosis (0 for a normal)."""
+    x = np.asarray(x, np.float64)
+    return {"mean": float(x.mean()), "std": float(x.std()),
+            "skew": float(stats.skew(x)), "kurtosis": float(stats.kurtosis(x))}
+
+
+def w1_to_normal(fake: np.ndarray, mean: float, std: float) -> float:
+    """Wasserstein-1 between the fakes' empirical law and N(mean, std): the mean gap between
+    sorted fakes and the target's quantiles at the midpoints (i - 0.5) / n."""
+    x = np.sort(np.asarray(fake, np.float64))
+    return float(np.mean(np.abs(x - (mean + std * _normal_quantiles(len(x))))))
+
+
+@lru_cache(maxsize=8)
+def _normal_quantiles(n: int) -> np.ndarray:
+    return stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
+
+
+def ks_to_normal(fake: np.ndarray, mean: float, std: float) -> float:
+    """Kolmogorov-Smirnov statistic sup|F_n - F| of the fakes against N(mean, std).
+
+    The same number as scipy.stats.kstest(fake, "norm", (mean, std)).statistic (a test checks
+    it), written out because kstest also computes a p-value we do not use, ~30 ms at n=20000,
+    which would make evaluation cost as much as training for the 1-D GAN."""
+    x = np.sort(np.asarray(fake, np.float64))
+    cdf = special.ndtr((x - mean) / std)
+    n = len(x)
+    i = np.arange(1, n + 1)
+    return float(max(np.max(i / n - cdf), np.max(cdf - (i - 1) / n)))

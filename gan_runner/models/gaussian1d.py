@@ -1,0 +1,65 @@
+"""The note's 1-D GAN (SEED.md section 1): networks plus what to measure and draw."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+
+from gan_runner import metrics, plots
+
+
+def latent_dim(model_cfg) -> int:
+    return int(model_cfg.noise_dim)
+
+
+def build_generator(model_cfg) -> keras.Model:
+    """z (B, noise_dim) ~ U(-1, 1) -> Dense(hidden, relu) -> Dense(1, linear) -> (B, 1)."""
+    return keras.Sequential([
+        keras.Input((model_cfg.noise_dim,)),
+        keras.layers.Dense(model_cfg.hidden, activation="relu"),
+        keras.layers.Dense(1),
+    ], name="generator")
+
+
+def build_discriminator(model_cfg, sample_shape: tuple[int, ...]) -> keras.Model:
+    """x (B, 1) -> Dense(hidden, relu) -> Dense(1) logits (the seed's sigmoid is in the loss)."""
+    return keras.Sequential([
+        keras.Input(sample_shape),
+        keras.layers.Dense(model_cfg.hidden, activation="relu"),
+        keras.layers.Dense(1),
+    ], name="discriminator")
+
+
+def evaluate(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step: int) -> dict[str, float]:
+    """eval/* for one step. `generate(n)` returns n fakes (n, 1) from noise fixed by (seed, step)."""
+    fake = generate(cfg.eval.n_fake)[:, 0].astype(np.float64)
+    mean, std = cfg.data.mean, cfg.data.std
+    seed_n = min(len(real), len(fake))  # the note compares 1000 real with 1000 fake
+    out = {
+        "eval/kl": metrics.histogram_kl(real[:, 0], fake[:seed_n], bins=cfg.eval.bins),
+        "eval/kl_target": metrics.kl_to_normal(fake, mean, std, bins=cfg.eval.bins),
+        "eval/w1": metrics.w1_to_normal(fake, mean, std),
+        "eval/ks": metrics.ks_to_normal(fake, mean, std),
+    }
+    out.update({f"eval/{k}": v for k, v in metrics.moments(fake).items()})
+    return out
+
+
+def reference_metrics(real: np.ndarray, cfg, rng: np.random.Generator) -> dict[str, float]:
+    """What "as good as real" reads at these sample sizes, once per run: the same estimators
+    applied to fresh samples of the target itself."""
+    mean, std = cfg.data.mean, cfg.data.std
+    other = rng.normal(mean, std, size=len(real))
+    big = rng.normal(mean, std, size=cfg.eval.n_fake)
+    return {
+        "eval/kl_floor": metrics.histogram_kl(real[:, 0], other, bins=cfg.eval.bins),
+        "eval/kl_target_floor": metrics.kl_to_normal(big, mean, std, bins=cfg.eval.bins),
+    }
+
+
+def pictures(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step: int) -> dict:
+    """The seed's KDE plot of real (blue) vs fake (red)."""
+    fake = generate(len(real))[:, 0]
+    return {"kde": plots.kde_figure(real[:, 0], fake, title=f"Distribution of real and fake data (step {step})")}

@@ -1,0 +1,25 @@
+"""The config group conf/model/ and the registry dict agree; unknown names list the known."""
+
+import pytest
+
+from gan_runner import registry
+from gan_runner.config import DATA_SCHEMAS, MODEL_SCHEMAS, group_options
+
+
+def test_every_model_yaml_has_a_builder_and_vice_versa():
+    assert set(group_options("model")) == set(registry.MODELS)
+    for name in registry.MODELS:
+        module = registry.get_model(name)
+        for attr in ("build_generator", "build_discriminator", "latent_dim", "evaluate", "pictures"):
+            assert callable(getattr(module, attr)), (name, attr)
+
+
+def test_every_data_yaml_is_known():
+    assert set(group_options("data")) == set(registry.DATA_KINDS) == set(DATA_SCHEMAS)
+    assert {registry.MODELS[m].data_kind for m in registry.MODELS} <= set(registry.DATA_KINDS.values())
+    assert set(MODEL_SCHEMAS) >= {m for m in registry.MODELS if m != "dcgan_mnist"}
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(KeyError, match="known: .*gaussian1d"):
+        registry.get_model("nope")

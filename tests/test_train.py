@@ -1,0 +1,97 @@
+"""End to end in-process: real Hydra config, real TensorFlow, real MLflow on a temp SQLite store."""
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY_1D, all_runs, compose_cfg, metric_history, run_cli
+from gan_runner import train
+
+
+def _run(store, extra=()):
+    cfg = compose_cfg([f"tracking.uri={store}", *TINY_1D, *extra])
+    return train.run(cfg, [*TINY_1D, *extra]), cfg
+
+
+def test_gaussian1d_run_logs_metrics_params_artifacts(store, client, tmp_path):
+    objective, cfg = _run(store)
+    (run,) = all_runs(client, "gaussian1d")
+    assert run.info.status == "FINISHED"
+    assert objective == pytest.approx(run.data.metrics["eval/kl_target"])
+    for key in ("train/d_loss", "train/g_loss", "train/d_acc", "train/g_acc", "train/lr_d", "train/lr_g"):
+        assert [s for s, _ in metric_history(client, run.info.run_id, key)] == [10, 20, 30, 40, 50, 60], key
+    for key in ("eval/kl", "eval/kl_target", "eval/mean", "eval/std", "eval/skew", "eval/kurtosis", "eval/w1", "eval/ks"):
+        assert [s for s, _ in metric_history(client, run.info.run_id, key)] == [30, 60], key
+    assert [s for s, _ in metric_history(client, run.info.run_id, "eval/kl_floor")] == [0]
+    assert 0.1 < run.data.metrics["eval/kl_floor"] < 0.4
+    params = run.data.params
+    assert params["optimizer.d.learning_rate"] == "0.001" and params["model.noise_dim"] == "16"
+    assert params["train_steps"] == "60" and params["labels.real"] == "0.9"
+    tags = run.data.tags
+    assert tags["model"] == "gaussian1d" and tags["seed"] == "0" and "train_steps=60" in tags["overrides"]
+    assert tags["mlflow.runName"].startswith("gaussian1d")
+    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "plots", "weights"} <= files
+    weights = {a.path for a in client.list_artifacts(run.info.run_id, "weights")}
+    assert weights == {"weights/generator.weights.h5", "weights/discriminator.weights.h5"}
+    local = client.download_artifacts(run.info.run_id, "plots/kde_step0000060.png", str(tmp_path))
+    assert Image.open(local).size[0] > 100
+
+
+def test_same_seed_same_metrics_other_seed_differs(store, client):
+    _run(store)
+    _run(store)
+    _run(store, ["seed=1"])
+    runs = sorted(all_runs(client, "gaussian1d"), key=lambda r: r.info.start_time)
+    hist = [metric_history(client, r.info.run_id, "train/d_loss") for r in runs]
+    assert hist[0] == hist[1]
+    assert hist[0] != hist[2]
+
+
+def test_weights_load_starts_from_saved_weights(store, client, tmp_path):
+    _run(store)
+    (first,) = all_runs(client, "gaussian1d")
+    folder = client.download_artifacts(first.info.run_id, "weights", str(tmp_path))
+    cfg = compose_cfg(["tracking=none", f"weights.load={folder}", "train_steps=1"])
+    trainer = train.Trainer(cfg, np.zeros((1000, 1), np.float32), train.tracking.NullTracker())
+    import keras
+
+    saved = keras.models.clone_model(trainer.gan.generator)
+    saved.load_weights(f"{folder}/generator.weights.h5")
+    for a, b in zip(saved.get_weights(), trainer.gan.generator.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_exception_ends_run_failed_with_the_error(store, client, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom in evaluate")
+
+    monkeypatch.setattr("gan_runner.models.gaussian1d.evaluate", boom)
+    with pytest.raises(RuntimeError):
+        _run(store)
+    (run,) = all_runs(client, "gaussian1d")
+    assert run.info.status == "FAILED" and "boom in evaluate" in run.data.tags["error"]
+
+
+def test_tracking_none_writes_no_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_cfg(["tracking=none", *TINY_1D])
+    value = train.run(cfg, [])
+    assert math.isfinite(value) and not (tmp_path / "mlflow.db").exists()
+
+
+def test_cli_end_to_end_default_store_in_working_dir(tmp_path):
+    result = run_cli(["train_steps=60", "eval_every=30", "plot_every=60", "optimizer=adam", "schedule=cosine", "seed=7"],
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "step 60/60" in result.stdout  # plain progress lines when stdout is not a TTY
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = all_runs(client, "gaussian1d")
+    assert run.info.status == "FINISHED" and run.data.params["optimizer.name"] == "adam"
+    assert run.data.params["schedule.name"] == "cosine" and run.data.tags["seed"] == "7"
+    # Artifacts sit beside the DB, not in whatever directory a later job runs from.
+    assert (tmp_path / "mlartifacts").is_dir()
