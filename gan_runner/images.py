@@ -1,0 +1,160 @@
+"""Reading MNIST-style image files with gzip + numpy only (no TensorFlow): IDX files (gzipped
+or not) and Keras-format .npz. Every read is checked: gzip integrity, the IDX magic number,
+28x28 images, the byte count, and the known checksums of the official files.
+
+A file whose checksum is known (by its name, for this data set) and does not match is an
+error: it is damaged, or it is another data set under an official name. A gzipped file also
+passes when its decompressed payload matches (distributions such as Debian recompress).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_HW = (28, 28)
+IDX_IMAGES = 0x00000803  # IDX magic: 0, 0, type 0x08 (uint8), 3 dimensions
+IDX_LABELS = 0x00000801  # 1 dimension: a label file
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class DataError(ValueError):
+    """The data cannot be found or read; one line for the user."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    title: str
+    cache_subdir: str  # under <keras home>/datasets
+    npz: str | None = None  # Keras-format archive name, if Keras uses one
+    system_dirs: tuple[str, ...] = ()
+    checksums: dict[str, frozenset[str]] = field(default_factory=dict)  # name -> {"md5:..", "sha256:.."}
+
+    def candidates(self) -> list[str]:
+        """Image files in the order tried in a folder: training images first (the seed's data)."""
+        npz = [self.npz] if self.npz else []
+        return ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte", *npz,
+                "t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"]
+
+    def expected(self) -> str:
+        """What a folder given as data.path should hold, for error messages."""
+        npz = f", {self.npz}" if self.npz else ""
+        return f"train-images-idx3-ubyte.gz{npz} or t10k-images-idx3-ubyte.gz (gzipped or not)"
+
+
+def _known(*digests: str) -> frozenset[str]:
+    return frozenset(digests)
+
+
+IMAGE_SETS: dict[str, ImageSet] = {
+    # MNIST: md5 of the official .gz files (LeCun, Cortes, Burges); raw = the decompressed
+    # payload (computed from the official t10k files); mnist.npz: the sha256 Keras checks.
+    "mnist": ImageSet("MNIST", "", npz="mnist.npz", checksums={
+        "train-images-idx3-ubyte.gz": _known("md5:f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        "t10k-images-idx3-ubyte.gz": _known("md5:9fb629c4189551a2d022fa330f9573f3"),
+        "t10k-images-idx3-ubyte": _known("md5:2646ac647ad5339dbf082846283269ea"),
+        "mnist.npz": _known("sha256:731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),
+    }),
+    # Fashion-MNIST: the first md5 of each .gz is Zalando's (their README, also shipped in
+    # /usr/share/doc/dataset-fashion-mnist); the second is Debian's recompressed file
+    # (dataset-fashion-mnist 0.0~git20200523.55506a9-1); raw = the decompressed payload of those.
+    "fashion_mnist": ImageSet("Fashion-MNIST", "fashion-mnist", system_dirs=("/usr/share/datasets/fashion-mnist",),
+                              checksums={
+        "train-images-idx3-ubyte.gz": _known("md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d", "md5:cf8536b0aa1a6ac5fa3f23001093305c"),
+        "t10k-images-idx3-ubyte.gz": _known("md5:bef4ecab320f06d8554ea6380940ec79", "md5:f78720b4224f21cce2f2ccf2d7a94c9a"),
+        "train-images-idx3-ubyte": _known("md5:f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+        "t10k-images-idx3-ubyte": _known("md5:8181f5470baa50b63fa0f6fddb340f0a"),
+    }),
+}
+
+
+def read_images(path: Path, spec: ImageSet) -> np.ndarray:
+    """uint8 images (N, 28, 28) from an IDX file (.gz or not) or a Keras .npz."""
+    try:
+        stored = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
+    if path.suffix == ".npz":
+        pixels = _read_npz(path)
+        _verify(path, spec, {path.name: stored})
+        return pixels
+    payload = stored
+    if stored[:2] == GZIP_MAGIC:
+        try:
+            payload = gzip.decompress(stored)
+        except (OSError, EOFError, zlib.error) as err:  # bad CRC, truncated, garbage
+            raise DataError(f"{path}: corrupt or truncated gzip file ({err}); replace it with a fresh copy") from None
+    elif path.suffix == ".gz":
+        raise DataError(f"{path}: not a gzip file (it does not start with the gzip magic bytes 1f 8b)")
+    pixels = parse_idx(payload, str(path))
+    blobs = {path.name: stored}
+    if payload is not stored:
+        blobs[path.name.removesuffix(".gz")] = payload
+    _verify(path, spec, blobs)
+    return pixels
+
+
+def parse_idx(payload: bytes, where: str) -> np.ndarray:
+    """IDX image bytes -> (N, 28, 28) uint8 view. Big-endian header: magic, then N, rows, cols."""
+    magic = struct.unpack(">I", payload[:4])[0] if len(payload) >= 4 else None
+    if magic == IDX_LABELS:
+        raise DataError(f"{where}: holds labels (IDX magic 0x{magic:08x}), not images; point at the *-images-* file")
+    if magic is not None and magic != IDX_IMAGES:
+        raise DataError(f"{where}: not an IDX image file (magic number 0x{magic:08x}, expected 0x{IDX_IMAGES:08x})")
+    if len(payload) < 16:
+        raise DataError(f"{where}: truncated IDX file ({len(payload)} bytes; the image header alone is 16)")
+    n, rows, cols = struct.unpack(">III", payload[4:16])
+    if (rows, cols) != IMAGE_HW:
+        raise DataError(f"{where}: images are {rows}x{cols}, expected 28x28")
+    if len(payload) - 16 != n * rows * cols:
+        raise DataError(f"{where}: truncated or padded IDX file ({len(payload) - 16} bytes of pixels, "
+                        f"the header says {n} x {rows} x {cols} = {n * rows * cols})")
+    return np.frombuffer(payload, np.uint8, offset=16).reshape(n, rows, cols)
+
+
+def _read_npz(path: Path) -> np.ndarray:
+    """x_train (else x_test) of a Keras-format archive."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            key = next((k for k in ("x_train", "x_test") if k in archive.files), None)
+            if key is None:
+                raise DataError(f"{path}: no x_train or x_test array in it (has: {', '.join(archive.files) or 'nothing'})")
+            pixels = archive[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise DataError(f"{path}: not a readable .npz archive ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+    return check_shape(pixels, f"{path}:{key}")
+
+
+def check_shape(pixels: np.ndarray, where: str) -> np.ndarray:
+    """(N, 28, 28) or (N, 28, 28, 1) uint8 -> (N, 28, 28)."""
+    if pixels.ndim == 4 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim != 3 or pixels.shape[1:] != IMAGE_HW:
+        raise DataError(f"{where}: images have shape {pixels.shape}, expected (N, 28, 28)")
+    if pixels.dtype != np.uint8:
+        raise DataError(f"{where}: pixels are {pixels.dtype}, expected uint8 (0-255)")
+    return pixels
+
+
+def _verify(path: Path, spec: ImageSet, blobs: dict[str, bytes]) -> None:
+    """Pass if any blob matches a known digest for its name, or nothing is known for them."""
+    known = {name: spec.checksums[name] for name in blobs if name in spec.checksums}
+    if not known:
+        return
+    for name, digests in known.items():
+        for digest in digests:
+            algo, _, hexdigest = digest.partition(":")
+            if hashlib.new(algo, blobs[name]).hexdigest() == hexdigest:
+                return
+    name, digests = next(iter(known.items()))
+    algo = next(iter(digests)).partition(":")[0]
+    got = hashlib.new(algo, blobs[name]).hexdigest()
+    raise DataError(f"{path}: checksum mismatch ({algo} {got}; the official {spec.title} file has "
+                    f"{' or '.join(d.partition(':')[2] for d in sorted(digests))}): a damaged file or another data set")
