@@ -10,6 +10,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from gan_runner import sweep
 from gan_runner.config import CONF_DIR, ConfigError, check_group_overrides, validate
 from gan_runner.data import DataError
 
@@ -30,9 +31,13 @@ def main(cfg: DictConfig) -> float:
         validate(cfg)
         from gan_runner import train  # imports TensorFlow lazily, inside run()
 
-        return train.run(cfg, overrides)
-    except (ConfigError, DataError) as err:
-        fail(str(err))
+        return sweep.finite_objective(train.run(cfg, overrides), cfg)
+    except Exception as err:
+        if sweep.in_multirun():  # exiting here would end the whole sweep: record it, go on
+            return sweep.job_failed(cfg, overrides, err)
+        if isinstance(err, (ConfigError, DataError)):
+            fail(str(err))
+        raise
 
 
 def precompose(args: list[str]) -> None:
@@ -60,7 +65,10 @@ def cli() -> None:
     except ConfigError as err:
         fail(str(err))
     precompose(args)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as err:  # train.Interrupted: checkpoint written, run KILLED, resume command printed
+        sys.exit(getattr(err, "exit_code", 130))
 
 
 if __name__ == "__main__":

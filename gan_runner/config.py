@@ -9,6 +9,7 @@ caught there); ranges and names are checked by the rules below.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -17,6 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gan_runner import registry
+from gan_runner.images import IMAGE_HW
+
+IMAGE_CHANNELS = 1  # MNIST and Fashion-MNIST are grayscale
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 SCHEDULES = ("constant", "inverse_time", "exponential", "cosine")
@@ -24,6 +28,10 @@ TRACKERS = ("mlflow", "none")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 BATCH_ORDERS = ("random", "sequential")
 UPDATES = ("alternating", "simultaneous")
+DIVERGENCE_POLICIES = ("raise", "penalty")
+# MLflow's tracking stores (postgresql+psycopg2:// etc. are matched on the part before '+').
+URI_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+STRATEGIES = ("default", "mirrored")
 
 
 class ConfigError(ValueError):
@@ -70,6 +78,7 @@ class TrainerConf:
     update: str = "alternating"
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    strategy: str = "default"
 
 
 @dataclass
@@ -79,11 +88,32 @@ class TrackingConf:
     experiment: str = "gan_runner"
     run_name: Optional[str] = None
     flush_every_s: float = 10.0
+    log_model: bool = False  # at the end, also log the generator as an MLflow Keras model
+
+
+@dataclass
+class SweepConf:
+    fail_fast: bool = False
+    penalty: float = 1.0e6
 
 
 @dataclass
 class WeightsConf:
     load: Optional[str] = None
+
+
+@dataclass
+class CheckpointConf:
+    every: int = 1000  # steps; 0 = only at the end and on Ctrl-C / SIGTERM
+    keep: int = 3
+    dir: Optional[str] = None  # None: beside the SQLite store, else <cwd>/checkpoints
+
+
+@dataclass
+class EarlyStopConf:
+    patience: int = 0  # 0 = off; else stop after this many logged values of `metric` >= threshold
+    metric: str = "train/d_acc"
+    threshold: float = 1.0
 
 
 @dataclass
@@ -102,6 +132,29 @@ class Normal1dData:
 
 
 @dataclass
+class DcganModel:
+    name: str = "dcgan"
+    latent_dim: int = 100
+    kernel_size: int = 5
+    g_start: int = 7  # G's first feature map is g_start x g_start x g_filters[0]
+    g_filters: list[int] = field(default_factory=lambda: [128, 64, 32, 1])
+    g_strides: list[int] = field(default_factory=lambda: [2, 2, 1, 1])
+    d_filters: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    d_strides: list[int] = field(default_factory=lambda: [2, 2, 2, 1])
+    leaky_slope: float = 0.2
+    grid_rows: int = 4  # the sample grid logged every plot_every steps
+    grid_cols: int = 4
+
+
+@dataclass
+class ImageData:
+    name: str = "mnist"
+    path: Optional[str] = None  # folder or file; null = the Keras cache, system folders, download
+    n: Optional[int] = None  # use the first n images; null = all
+    download: bool = True  # last resort when nothing is found: keras.datasets.<name>.load_data()
+
+
+@dataclass
 class RunConf:
     seed: int = 0
     train_steps: int = 3000
@@ -115,16 +168,21 @@ class RunConf:
     eval: EvalConf = field(default_factory=EvalConf)
     trainer: TrainerConf = field(default_factory=TrainerConf)
     weights: WeightsConf = field(default_factory=WeightsConf)
+    checkpoint: CheckpointConf = field(default_factory=CheckpointConf)
+    early_stop: EarlyStopConf = field(default_factory=EarlyStopConf)
+    resume: Optional[str] = None  # run id | checkpoint folder | last
+    on_divergence: str = "raise"  # raise train.Diverged | penalty: run() returns sweep.penalty
     optimizer: OptimizerConf = field(default_factory=OptimizerConf)
     schedule: dict[str, Any] = field(default_factory=dict)
     tracking: TrackingConf = field(default_factory=TrackingConf)
+    sweep: SweepConf = field(default_factory=SweepConf)
     model: Any = None
     data: Any = None
 
 
 # Per-name schemas for the groups whose keys depend on the choice.
-MODEL_SCHEMAS: dict[str, type] = {"gaussian1d": Gaussian1dModel}
-DATA_SCHEMAS: dict[str, type] = {"normal1d": Normal1dData}
+MODEL_SCHEMAS: dict[str, type] = {"gaussian1d": Gaussian1dModel, "dcgan": DcganModel}
+DATA_SCHEMAS: dict[str, type] = {"normal1d": Normal1dData, "mnist": ImageData, "fashion_mnist": ImageData}
 SCHEDULE_PARAMS: dict[str, dict[str, type]] = {
     "constant": {},
     "inverse_time": {"decay_rate": float, "decay_steps": int},
@@ -225,6 +283,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     _check_ranges(out)
     MODEL_CHECKS.get(out.model.name, lambda c: None)(out)
     DATA_CHECKS.get(out.data.name, lambda c: None)(out)
+    _check_weights_load(out.weights.load)
     return out
 
 
@@ -264,6 +323,8 @@ def _check_ranges(cfg: DictConfig) -> None:
     _positive_int("eval.n_fake", cfg.eval.n_fake)
     _positive_int("eval.bins", cfg.eval.bins)
     _choice("trainer.update", cfg.trainer["update"], UPDATES)
+    _choice("trainer.strategy", cfg.trainer.strategy, STRATEGIES)
+    _positive_float("sweep.penalty", cfg.sweep.penalty)
     for key in ("intra_op_threads", "inter_op_threads"):
         _need(cfg.trainer[key] >= 0, f"trainer.{key}: must be >= 0 (0 = TensorFlow's default), got {cfg.trainer[key]}")
     _choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
@@ -271,6 +332,20 @@ def _check_ranges(cfg: DictConfig) -> None:
         _positive_float(f"optimizer.{net}.learning_rate", cfg.optimizer[net].learning_rate)
     _choice("tracking", cfg.tracking.name, TRACKERS)
     _positive_float("tracking.flush_every_s", cfg.tracking.flush_every_s)
+    _check_uri(cfg.tracking.uri)
+    _need(cfg.checkpoint.every >= 0, f"checkpoint.every: must be >= 0 (0 = only at the end), got {cfg.checkpoint.every}")
+    _positive_int("checkpoint.keep", cfg.checkpoint.keep)
+    _need(cfg.resume != "", "resume: empty; give a run id, a checkpoint folder or 'last'")
+    _choice("on_divergence", cfg.on_divergence, DIVERGENCE_POLICIES)
+    _need(cfg.early_stop.patience >= 0, f"early_stop.patience: must be >= 0 (0 = off), got {cfg.early_stop.patience}")
+
+
+def _check_uri(uri: Optional[str]) -> None:
+    """Only the scheme: a server that does not answer is found by tracking.preflight."""
+    if uri and "://" in uri:
+        scheme = uri.split("://", 1)[0].split("+", 1)[0].lower()
+        _need(scheme in URI_SCHEMES, f"tracking.uri: unknown scheme '{scheme}://' in {uri}; known: "
+              + ", ".join(f"{s}://" for s in URI_SCHEMES))
 
 
 def _check_gaussian1d(cfg: DictConfig) -> None:
@@ -284,6 +359,38 @@ def _check_normal1d(cfg: DictConfig) -> None:
     _need(cfg.batch.size <= cfg.data.n, f"batch.size: {cfg.batch.size} is larger than the data (data.n={cfg.data.n})")
 
 
+def _check_dcgan(cfg: DictConfig) -> None:
+    m = cfg.model
+    for key in ("latent_dim", "kernel_size", "g_start", "grid_rows", "grid_cols"):
+        _positive_int(f"model.{key}", m[key])
+    for net in ("g", "d"):
+        filters, strides = list(m[f"{net}_filters"]), list(m[f"{net}_strides"])
+        _need(len(filters) > 0 and len(filters) == len(strides),
+              f"model.{net}_filters / model.{net}_strides: need the same non-zero length, got {len(filters)} and {len(strides)}")
+        for key, values in ((f"{net}_filters", filters), (f"{net}_strides", strides)):
+            _need(all(v > 0 for v in values), f"model.{key}: must be positive integers, got {values}")
+    _need(m.g_filters[-1] == IMAGE_CHANNELS,
+          f"model.g_filters: the last entry is the image's channels and must be {IMAGE_CHANNELS}, got {m.g_filters[-1]}")
+    size = m.g_start * math.prod(m.g_strides)
+    _need(size == IMAGE_HW[0], f"model.g_strides: model.g_start={m.g_start} x {' x '.join(map(str, m.g_strides))} "
+          f"gives {size}x{size} images; the data's are {IMAGE_HW[0]}x{IMAGE_HW[1]}")
+    _need(math.isfinite(m.leaky_slope) and 0 <= m.leaky_slope < 1, f"model.leaky_slope: must be in [0, 1), got {m.leaky_slope}")
+
+
+def _check_image_data(cfg: DictConfig) -> None:
+    if cfg.data.n is not None:
+        _positive_int("data.n", cfg.data.n)
+    if cfg.data.path:
+        _need(Path(cfg.data.path).expanduser().exists(), f"data.path: {cfg.data.path} does not exist")
+
+
+def _check_weights_load(source: str | None) -> None:
+    """A folder of .weights.h5 files, or an MLflow run id (32 hex characters) in the tracking store."""
+    if source and not Path(source).expanduser().is_dir():
+        _need(re.fullmatch(r"[0-9a-f]{32}", source) is not None,
+              f"weights.load: '{source}' is neither a folder of .weights.h5 files nor an MLflow run id (32 hex characters)")
+
+
 # Extra range checks per model / data choice (name -> check).
-MODEL_CHECKS = {"gaussian1d": _check_gaussian1d}
-DATA_CHECKS = {"normal1d": _check_normal1d}
+MODEL_CHECKS = {"gaussian1d": _check_gaussian1d, "dcgan": _check_dcgan}
+DATA_CHECKS = {"normal1d": _check_normal1d, "mnist": _check_image_data, "fashion_mnist": _check_image_data}

@@ -26,10 +26,14 @@ class ModelEntry:
 
 MODELS: dict[str, ModelEntry] = {
     "gaussian1d": ModelEntry("gan_runner.models.gaussian1d", "vector1d"),
+    "dcgan": ModelEntry("gan_runner.models.dcgan", "image"),
+    "dcgan_mnist": ModelEntry("gan_runner.models.dcgan", "image"),  # conf/model/dcgan_mnist.yaml = dcgan
 }
 
 DATA_KINDS: dict[str, str] = {
     "normal1d": "vector1d",
+    "mnist": "image",
+    "fashion_mnist": "image",
 }
 
 

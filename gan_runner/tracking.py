@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import subprocess
 import tempfile
 import time
+import traceback
+import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from gan_runner.config import ConfigError
 
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
@@ -63,6 +68,7 @@ class NullTracker:
     def log_image(self, image: np.ndarray, key: str, step: int) -> None: ...
     def log_text(self, text: str, artifact_file: str) -> None: ...
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None: ...
+    def log_keras_model(self, model, name: str, inputs: np.ndarray, outputs: np.ndarray) -> None: ...
     def flush(self) -> None: ...
 
 
@@ -72,14 +78,22 @@ class MlflowTracker(NullTracker):
         self.flush_every_s = flush_every_s
         self._pending: list = []
         self._last_flush = time.monotonic()
+        self._logged: dict[str, int] = {}  # key -> last step already in the store (resume)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self._pending += [Metric(k, float(v), now, int(step)) for k, v in metrics.items() if math.isfinite(v)]
+        self._pending += [Metric(k, float(v), now, int(step)) for k, v in metrics.items()
+                          if math.isfinite(v) and step > self._logged.get(k, -1)]
         if len(self._pending) >= MAX_BATCH or time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
+
+    def skip_logged(self) -> None:
+        """On resume: values the store already has past the checkpoint (a kill -9 leaves some)
+        are not sent again; the resumed run recomputes the same values for those steps."""
+        keys = self.client.get_run(self.run_id).data.metrics
+        self._logged = {k: max(m.step for m in self.client.get_metric_history(self.run_id, k)) for k in keys}
 
     def flush(self) -> None:
         while self._pending:
@@ -113,6 +127,53 @@ class MlflowTracker(NullTracker):
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(local_path), artifact_path)
 
+    def log_keras_model(self, model, name: str, inputs: np.ndarray, outputs: np.ndarray) -> None:
+        """`model` as an MLflow 3 LoggedModel of this run (`mlflow.keras.load_model("runs:/<id>/<name>")`),
+        with a signature inferred from example (inputs, outputs): `input_example` is broken for
+        Keras in MLflow 3. MLflow's model logging only links to the fluent active run (given a
+        bare run_id it files the model under experiment 0), so the run is made active around
+        the call, on this tracker's store; `open_run` sets the run's final status afterwards."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(inputs, outputs)
+        previous_uri = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.client.tracking_uri)
+        try:
+            with mlflow.start_run(run_id=self.run_id):
+                mlflow.keras.log_model(model, name=name, signature=signature, pip_requirements=_pip_requirements())
+        finally:
+            mlflow.set_tracking_uri(previous_uri)
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned from the installed versions: MLflow's inference would reload the model in a
+    subprocess (importing TensorFlow again) just to find these."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for package in ("keras", "tensorflow-cpu", "tensorflow"):
+        try:
+            out.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def download_artifacts(tracking_cfg, run_id: str, path: str, dest: str | Path) -> Path:
+    """Artifacts `path` of run `run_id` in the configured store, into `dest`. LookupError with
+    one line when the run or the artifacts are not there."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_uri(tracking_cfg.uri)
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        client.get_run(run_id)
+        return Path(client.download_artifacts(run_id, path, str(dest)))
+    except MlflowException as err:
+        raise LookupError(f"no run {run_id} with '{path}' artifacts in {uri} ({str(err).splitlines()[0][:200]})") from None
+
 
 def ensure_experiment(client, name: str, uri: str) -> str:
     """The experiment's id, creating it if needed. Safe when parallel jobs race to create it."""
@@ -133,10 +194,49 @@ def ensure_experiment(client, name: str, uri: str) -> str:
         return found.experiment_id
 
 
+def preflight(tracking_cfg, timeout_s: float = 3.0) -> None:
+    """Fail in seconds, before TensorFlow loads and before any run exists, when the store
+    cannot work: an HTTP server that does not answer (MLflow's client would retry for minutes)
+    or a SQLite file whose folder cannot be written."""
+    if tracking_cfg.name == "none":
+        return
+    uri = resolve_uri(tracking_cfg.uri)
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout_s).close()
+        except OSError as err:
+            raise ConfigError(f"tracking.uri: no MLflow server answers at {uri} ({err.strerror or err})") from None
+    elif parsed.scheme == "sqlite" and ":memory:" not in uri:
+        folder = Path(uri[len("sqlite:///"):]).parent
+        probe = folder / f".probe-{os.getpid()}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise ConfigError(f"tracking.uri: cannot write the SQLite store in {folder} ({err.strerror or err})") from None
+
+
+def _reopen(client, run_id: str, uri: str):
+    """resume: the run the checkpoint belongs to, back to RUNNING (from KILLED, FAILED,
+    FINISHED, or RUNNING when its process was killed -9: the resume takes it over)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(f"resume: run {run_id} is not in {uri}; use the tracking.uri the run was logged to") from None
+    client.update_run(run_id, status="RUNNING")
+    return run
+
+
 @contextmanager
-def open_run(tracking_cfg, run_name: str, tags: dict[str, str]) -> Iterator[NullTracker]:
-    """A tracker for one run. The run ends FINISHED, KILLED on Ctrl-C, FAILED on any other
-    exception (with the error as a tag), and its buffered metrics are flushed either way."""
+def open_run(tracking_cfg, run_name: str, tags: dict[str, str], run_id: str | None = None) -> Iterator[NullTracker]:
+    """A tracker for one run (a new one, or `run_id` continued by a resume). The run ends
+    FINISHED, KILLED on Ctrl-C / SIGTERM, FAILED on any other exception (the error as a tag,
+    the traceback in error.log), and its buffered metrics are flushed either way."""
     if tracking_cfg.name == "none":
         yield NullTracker()
         return
@@ -148,8 +248,13 @@ def open_run(tracking_cfg, run_name: str, tags: dict[str, str]) -> Iterator[Null
     commit = git_commit()
     if commit:
         tags = {**tags, "mlflow.source.git.commit": commit}
-    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    if run_id:
+        run = _reopen(client, run_id, uri)
+    else:
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     tracker = MlflowTracker(client, run.info.run_id, tracking_cfg.flush_every_s)
+    if run_id:
+        tracker.skip_logged()
     status = "FAILED"
     try:
         yield tracker
@@ -159,6 +264,10 @@ def open_run(tracking_cfg, run_name: str, tags: dict[str, str]) -> Iterator[Null
         raise
     except BaseException as err:
         tracker.set_tags({"error": f"{type(err).__name__}: {err}"[:5000]})
+        try:
+            tracker.log_text(traceback.format_exc(), "error.log")
+        except Exception:  # the error itself matters more than its log
+            pass
         raise
     finally:
         try:
@@ -172,3 +281,56 @@ def write_temp(name: str, data: bytes) -> Path:
     path = Path(tempfile.mkdtemp(prefix="gan_runner-")) / name
     path.write_bytes(data)
     return path
+
+
+# ---- sweeps: one parent run per multirun, the jobs nested under it (see gan_runner.sweep) ----
+
+PARENT_TAG = "mlflow.parentRunId"  # what the UI nests child runs by
+
+
+def start_parent_run(tracking_cfg, run_name: str, tags: dict[str, str]) -> tuple[str, str]:
+    """Create the store, the experiment and a RUNNING parent run; return (uri, run_id).
+
+    Called once in the launching process before any job starts, so parallel jobs find the
+    SQLite schema and the experiment already made (they race in migrations otherwise)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_uri(tracking_cfg.uri)
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = ensure_experiment(client, tracking_cfg.experiment, uri)
+    return uri, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+
+def find_runs(uri: str, filter_string: str) -> list:
+    """Runs matching an MLflow filter, in any experiment (a sweep over `model` spans several)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiment_ids, filter_string=filter_string, max_results=50000)
+
+
+def finish_parent_run(uri: str, parent_id: str, objective: str, mode: str, status: str = "FINISHED") -> dict[str, str]:
+    """Write the sweep's summary on the parent (counts, best objective, best child) and end it.
+
+    A parent that has already ended is left alone. Returns the summary tags."""
+    from mlflow.entities import Metric, RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    if client.get_run(parent_id).info.status != "RUNNING":
+        return {}
+    children = find_runs(uri, f"tags.`{PARENT_TAG}` = '{parent_id}'")
+    scored = [(r.data.metrics[objective], r) for r in children
+              if r.info.status == "FINISHED" and math.isfinite(r.data.metrics.get(objective, math.nan))]
+    summary = {"sweep.n_jobs": str(len(children)),
+               "sweep.n_failed": str(sum(r.info.status == "FAILED" for r in children)),
+               "sweep.objective": f"{objective} ({mode})"}
+    metrics = []
+    if scored:
+        value, best = (min if mode == "min" else max)(scored, key=lambda pair: pair[0])
+        summary.update({"sweep.best_run_id": best.info.run_id, "sweep.best_run_name": best.info.run_name})
+        metrics = [Metric("sweep/best_objective", value, int(time.time() * 1000), 0)]
+    client.log_batch(parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in summary.items()], synchronous=True)
+    client.set_terminated(parent_id, status)
+    return summary

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,21 +18,60 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from gan_runner import config as config_mod
-from gan_runner import data, registry, tracking
+from gan_runner import checkpoint, data, registry, stopping, sweep, tracking
 from gan_runner.progress import Progress
+from gan_runner.stopping import Diverged, Interrupted  # noqa: F401  (what callers catch)
 
 log = logging.getLogger(__name__)
+MAX_CHUNK_S = 1.0  # compiled steps run in chunks of about this long: a signal is seen between chunks
 
 
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     """Train one GAN as configured; return the final value of `cfg.objective`."""
     cfg = config_mod.validate(cfg)
     overrides = list(overrides or [])
-    real = data.load(cfg.data, cfg.seed)  # before any MLflow run: a data error leaves no run behind
-    with tracking.open_run(cfg.tracking, run_name(cfg, overrides), run_tags(cfg, overrides)) as tracker:
+    # Everything that can be found wrong without training fails here, before TensorFlow loads
+    # and before an MLflow run exists: the store, the checkpoint folder, resume=, the data.
+    tracking.preflight(cfg.tracking)
+    root = checkpoint.root_dir(cfg)
+    checkpoint.check_writable(root)
+    resumed = checkpoint.load_for_resume(cfg, root) if cfg.resume else None
+    real = data.load(cfg.data, cfg.seed)
+    run_id = resumed.meta["run_id"] if resumed else None
+    folder = None
+    try:
+        with stopping.SignalStop() as stop, \
+                tracking.open_run(cfg.tracking, run_name(cfg, overrides), run_tags(cfg, overrides), run_id) as tracker:
+            folder = resumed.path.parent if resumed else root / (tracker.run_id or time.strftime("local-%Y%m%d-%H%M%S"))
+            _start_logging(cfg, tracker, folder, resumed)
+            ckpt = checkpoint.Checkpointer(folder, cfg.checkpoint.keep, tracker.run_id,
+                                           tracking.resolve_uri(cfg.tracking.uri) if tracker.run_id else None,
+                                           OmegaConf.to_container(cfg, resolve=True))
+            return Trainer(cfg, real, tracker, ckpt, stop, resumed).fit()
+    except Interrupted as err:  # the run is KILLED by now and the checkpoint written
+        token = tracker.run_id if tracker.run_id and folder == root / tracker.run_id else str(folder)
+        args = [*(shlex.quote(o) for o in overrides if not o.startswith("resume=")), f"resume={shlex.quote(token)}"]
+        print(f"gan_runner: {err}; checkpoint in {folder}, run marked KILLED\n"
+              f"  resume with: python -m gan_runner {' '.join(args)}", file=sys.stderr)
+        raise
+    except Diverged as err:  # the run is FAILED with tag divergence=step N
+        if cfg.on_divergence == "penalty":
+            log.warning("%s; returning the penalty %s", err, sweep.penalty(cfg))
+            return sweep.penalty(cfg)
+        raise
+
+
+def _start_logging(cfg: DictConfig, tracker: tracking.NullTracker, folder: Path, resumed) -> None:
+    """Params and config for a new run; for a resumed one (params are immutable in MLflow and
+    train_steps may have changed) the new config as its own artifact and a tag."""
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    if resumed is None:
         tracker.log_params(tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
-        tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        return Trainer(cfg, real, tracker).fit()
+        tracker.log_text(text, "config.yaml")
+    else:
+        tracker.log_text(text, f"config_resume_step{resumed.step:07d}.yaml")
+        tracker.set_tags({"resumed": f"from step {resumed.step} ({resumed.path.name})"})
+    tracker.set_tags({"checkpoint.dir": str(folder)})
 
 
 def run_name(cfg: DictConfig, overrides: list[str]) -> str:
@@ -43,7 +84,8 @@ def run_name(cfg: DictConfig, overrides: list[str]) -> str:
 def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
     return {"model": cfg.model.name, "data": cfg.data.name, "seed": str(cfg.seed),
             "optimizer": cfg.optimizer.name, "schedule": cfg.schedule.name,
-            "overrides": " ".join(overrides) or "(none)", "objective": cfg.objective}
+            "overrides": " ".join(overrides) or "(none)", "objective": cfg.objective,
+            **sweep.job_tags()}  # parent run, sweep dir, job number inside a multirun
 
 
 def configure_threads(trainer_cfg: DictConfig) -> None:
@@ -62,7 +104,9 @@ def configure_threads(trainer_cfg: DictConfig) -> None:
 class Trainer:
     """The single training loop for every model."""
 
-    def __init__(self, cfg: DictConfig, real: np.ndarray, tracker: tracking.NullTracker):
+    def __init__(self, cfg: DictConfig, real: np.ndarray, tracker: tracking.NullTracker,
+                 checkpointer: checkpoint.Checkpointer | None = None, stop: stopping.SignalStop | None = None,
+                 resumed: checkpoint.Checkpoint | None = None):
         configure_threads(cfg.trainer)
         import keras
 
@@ -76,7 +120,7 @@ class Trainer:
         self.model = registry.get_model(cfg.model.name)
         generator = self.model.build_generator(cfg.model)
         discriminator = self.model.build_discriminator(cfg.model, real.shape[1:])
-        if cfg.weights.load:
+        if cfg.weights.load and resumed is None:  # a resume restores everything below anyway
             self._load_weights(generator, discriminator, cfg.weights.load)
         self.gan = GanStep(
             generator, discriminator,
@@ -90,6 +134,12 @@ class Trainer:
         )
         self.history: dict[str, float] = {}
         self._eval_noise: dict[int, np.ndarray] = {}
+        self.checkpointer, self.stop = checkpointer, stop or stopping.SignalStop()
+        if resumed is not None:  # after building: the optimizers' slots must exist to be assigned
+            checkpoint.restore(resumed, self.gan.state_variables())
+        self._step = int(self.gan.step.numpy())
+        self._chunk = 1  # steps in the next chunk; the first one mostly traces the graph
+        self._pinned = 0  # consecutive logged values that meet the early-stop rule
 
     def generate(self, n: int) -> np.ndarray:
         """n fakes from evaluation noise fixed for the whole run (the same z at every eval, so
@@ -98,36 +148,82 @@ class Trainer:
         if n not in self._eval_noise:
             rng = np.random.default_rng([self.cfg.seed, n])
             self._eval_noise[n] = rng.uniform(-1, 1, (n, self.gan.config.latent_dim)).astype(np.float32)
-        return self.gan.generate(self._eval_noise[n]).numpy()
+        fakes = self.gan.generate(self._eval_noise[n]).numpy()
+        if not np.isfinite(fakes).all():
+            self._diverged("the generated samples")
+        return fakes
 
     def fit(self) -> float:
         cfg = self.cfg
-        if hasattr(self.model, "reference_metrics"):
+        step = start = self._step
+        if start == 0 and hasattr(self.model, "reference_metrics"):  # once per run, not again on resume
             ref = self.model.reference_metrics(self.real, cfg, np.random.default_rng([cfg.seed, 2**31]))
             self._log(ref, 0)
-        cadences = [cfg.log_every, cfg.eval_every, cfg.plot_every]
-        step = start = int(self.gan.step.numpy())
+        every = cfg.checkpoint.every
+        cadences = [cfg.log_every, cfg.eval_every, cfg.plot_every] + ([every] if every else [])
         started = time.perf_counter()
+        final = False
         with Progress(cfg.train_steps, start=step) as progress:
-            while step < cfg.train_steps:
-                stop = min([cfg.train_steps] + [(step // c + 1) * c for c in cadences])
-                out = self.gan.run_steps(stop - step)
-                step = stop
+            while step < cfg.train_steps and self.stop.signum is None:
+                until = min([cfg.train_steps, step + self._chunk] + [(step // c + 1) * c for c in cadences])
+                out = self._run_chunk(until - step)
+                step = self._step = int(self.gan.step.numpy())
+                if not (math.isfinite(out["d_loss"]) and math.isfinite(out["g_loss"])):
+                    self._diverged("a loss")
                 final = step == cfg.train_steps
                 if step % cfg.log_every == 0 or final:
-                    values = {f"train/{k}": float(v) for k, v in out.items()}
+                    values = {f"train/{k}": v for k, v in out.items()}
                     values.update({f"train/{k}": v for k, v in self.gan.learning_rates().items()})
                     self._log(values, step)
+                    final = final or self._early_stop(step)
                 if step % cfg.eval_every == 0 or final:
                     self._log(self.model.evaluate(self.generate, self.real, cfg, step), step)
                 if step % cfg.plot_every == 0 or final:
                     self._pictures(step)
+                if (every and step % every == 0) or final:
+                    self._checkpoint(step)
                 progress.update(step, self.history)
+                if final:
+                    break
+        if not final and self.stop.signum is not None:
+            self._checkpoint(step)
+            raise Interrupted(self.stop.signum, step)
         loop_s = time.perf_counter() - started  # includes tracing, evaluation and pictures
-        self._log({"perf/loop_s": loop_s, "perf/steps_per_s": (step - start) / loop_s}, step)
+        if step > start:
+            self._log({"perf/loop_s": loop_s, "perf/steps_per_s": (step - start) / loop_s}, step)
         self.tracker.flush()
         self._save_weights()
         return self.objective()
+
+    def _run_chunk(self, n: int) -> dict[str, float]:
+        started = time.perf_counter()
+        out = {k: float(v) for k, v in self.gan.run_steps(n).items()}  # float() waits for the steps
+        elapsed = max(time.perf_counter() - started, 1e-6)
+        self._chunk = max(1, int(n / elapsed * MAX_CHUNK_S))  # chunk length never changes the numbers
+        return out
+
+    def _diverged(self, what: str) -> None:
+        self.tracker.set_tags({"divergence": f"step {self._step}"})
+        raise Diverged(self._step, what)
+
+    def _early_stop(self, step: int) -> bool:
+        """Off unless early_stop.patience > 0: stop once the metric met the threshold that many
+        logged times in a row (default: D accuracy pinned at 1.0, i.e. G gets no signal)."""
+        rule = self.cfg.early_stop
+        if not rule.patience or rule.metric not in self.history:
+            return False
+        self._pinned = self._pinned + 1 if self.history[rule.metric] >= rule.threshold else 0
+        if self._pinned < rule.patience:
+            return False
+        self.tracker.set_tags({"early_stop": f"step {step}: {rule.metric} >= {rule.threshold} "
+                                             f"for {rule.patience} logged values"})
+        return True
+
+    def _checkpoint(self, step: int) -> None:
+        if self.checkpointer is not None:
+            started = time.perf_counter()
+            path = self.checkpointer.save(step, self.gan.state_variables())
+            log.info("checkpoint %s (%.1f ms)", path, 1000 * (time.perf_counter() - started))
 
     def _log(self, values: dict[str, float], step: int) -> None:
         self.history.update(values)
@@ -151,14 +247,28 @@ class Trainer:
                 path = Path(tmp) / f"{net.name}.weights.h5"
                 net.save_weights(path)
                 self.tracker.log_artifact(path, "weights")
+        if self.cfg.tracking.log_model:  # signature from 2 fakes of the run's fixed eval noise
+            fakes = self.generate(2)
+            self.tracker.log_keras_model(self.gan.generator, "generator", self._eval_noise[2], fakes)
 
     def _load_weights(self, generator, discriminator, source: str) -> None:
-        folder = Path(source)
-        for net in (generator, discriminator):
-            path = folder / f"{net.name}.weights.h5"
-            if not path.is_file():
-                raise config_mod.ConfigError(f"weights.load: no {path.name} in {folder}")
-            net.load_weights(path)
+        """From a folder of .weights.h5 files, or the weights/ artifacts of an MLflow run id."""
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(source).expanduser()
+            if not folder.is_dir():  # config.py lets only folders and run ids through
+                try:
+                    folder = tracking.download_artifacts(self.cfg.tracking, source, "weights", tmp)
+                except LookupError as err:
+                    raise config_mod.ConfigError(f"weights.load: {err}") from None
+            for net in (generator, discriminator):
+                path = folder / f"{net.name}.weights.h5"
+                if not path.is_file():
+                    raise config_mod.ConfigError(f"weights.load: no {path.name} in {source}")
+                try:
+                    net.load_weights(path)
+                except ValueError as err:  # another architecture
+                    reason = str(err).splitlines()[0][:200]
+                    raise config_mod.ConfigError(f"weights.load: {path.name} from {source} does not fit this model ({reason})") from None
         self.tracker.set_tags({"weights.load": source})
 
     def objective(self) -> float:

@@ -153,11 +153,23 @@ class GanStep:
         return self._run_steps_graph(tf.constant(n_steps, tf.int64))
 
     def _run_steps(self, n_steps):
-        """Run n_steps steps in-graph; returns the metrics of the last one."""
+        """Run n_steps steps in-graph; returns the metrics of the last one. Stops right after a
+        step whose loss is NaN/inf, so `step` then names the step that diverged."""
         metrics = {k: tf.constant(0.0) for k in ("d_loss", "d_acc", "g_loss", "g_acc")}
         for _ in tf.range(n_steps):
             metrics = self.one_step()
+            if not tf.math.is_finite(metrics["d_loss"] + metrics["g_loss"]):
+                break
         return metrics
+
+    def state_variables(self) -> dict:
+        """Every variable a step reads or writes, by a stable name: what a checkpoint holds.
+        Positional names, since Keras' layer names depend on how many layers were built before."""
+        groups = {"generator": self.generator.weights, "discriminator": self.discriminator.weights,
+                  "d_optimizer": self.d_optimizer.variables, "g_optimizer": self.g_optimizer.variables}
+        out = {f"{group}.{i}": var for group, variables in groups.items() for i, var in enumerate(variables)}
+        out.update({"step": self.step, "rng": self.rng.state})
+        return out
 
     def learning_rates(self) -> dict[str, float]:
         """The rates the optimizers use at their current iteration (after any schedule)."""

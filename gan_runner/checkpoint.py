@@ -1,0 +1,236 @@
+"""Checkpoints: the whole training state of a run in one .npz file, written atomically.
+
+Layout: <root>/<run id>/ckpt-<step:09d>.npz, plus run.json (run id, tracking URI) for people.
+A file holds every variable of the GanStep (G, D, both optimizers, `step`, which fixes the
+position in the data, and the tf.random.Generator state) under stable positional names, the
+numpy / Python global RNG states, and `__meta__`: JSON with the step, the run id and the
+resolved config that resume compares against.
+
+A file is written under a hidden temporary name, fsynced, then os.replace'd into place: readers
+(and a resume after kill -9) see the previous set of checkpoints or the new one, never half a
+file. Only numpy here: `resume=` is found and checked before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from gan_runner import tracking
+from gan_runner.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+NAME = re.compile(r"^ckpt-(\d{9})\.npz$")
+# Keys that may differ between a checkpoint and the run resuming it: they change what is logged
+# or how long it runs, never the trajectory of the training state.
+HARMLESS = ("train_steps", "log_every", "eval_every", "plot_every", "objective", "objective_mode",
+            "eval.", "tracking.", "checkpoint.", "resume", "on_divergence", "early_stop.", "sweep.",
+            "weights.", "trainer.intra_op_threads", "trainer.inter_op_threads")
+
+
+class Variable(Protocol):  # a tf.Variable or a keras Variable; duck-typed so TF loads later
+    def numpy(self) -> np.ndarray: ...
+    def assign(self, value: Any) -> Any: ...
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+
+# ---- where checkpoints live ----------------------------------------------------------------
+
+
+def root_dir(cfg) -> Path:
+    """checkpoint.dir, else checkpoints/ beside a SQLite store (like its mlartifacts/), else
+    <cwd>/checkpoints."""
+    if cfg.checkpoint.dir:
+        return Path(cfg.checkpoint.dir).expanduser().resolve()
+    if cfg.tracking.name == "mlflow":
+        uri = tracking.resolve_uri(cfg.tracking.uri)
+        if uri.startswith("sqlite:///") and ":memory:" not in uri:
+            return Path(uri[len("sqlite:///"):]).resolve().parent / "checkpoints"
+    return Path.cwd() / "checkpoints"
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before training (and before any MLflow run) if checkpoints cannot be written."""
+    probe = folder / f".probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"checkpoint.dir: cannot write checkpoints to {folder} ({err.strerror or err})") from None
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints in a folder, oldest step first (temporary files never match)."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if NAME.match(p.name)), key=lambda p: p.name)
+
+
+# ---- write -----------------------------------------------------------------------------------
+
+
+def write_atomic(path: Path, write) -> None:
+    """`write(file)` into a hidden temp file beside `path`, fsync, then rename over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Checkpointer:
+    """Writes the checkpoints of one run into `folder` and keeps the newest `keep`."""
+
+    def __init__(self, folder: Path, keep: int, run_id: str | None, tracking_uri: str | None, config: dict):
+        self.folder, self.keep = folder, keep
+        self.meta = {"format": FORMAT, "run_id": run_id, "tracking_uri": tracking_uri, "config": config}
+
+    def save(self, step: int, variables: dict[str, Variable]) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not (self.folder / "run.json").exists():
+            info = json.dumps({k: self.meta[k] for k in ("run_id", "tracking_uri")}, indent=1).encode()
+            write_atomic(self.folder / "run.json", lambda f: f.write(info))
+        arrays = {name: np.asarray(var.numpy()) for name, var in variables.items()}
+        np_state = np.random.get_state()  # ('MT19937', keys, pos, has_gauss, cached_gaussian)
+        arrays["host.numpy_keys"] = np_state[1]
+        meta = {**self.meta, "step": int(step), "saved_at": time.time(),
+                "numpy_random": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
+                "python_random": _jsonable(random.getstate())}
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        path = self.folder / f"ckpt-{step:09d}.npz"
+        write_atomic(path, lambda f: np.savez(f, **arrays))
+        self._prune()
+        return path
+
+    def _prune(self) -> None:
+        for old in checkpoints(self.folder)[:-self.keep]:
+            old.unlink(missing_ok=True)
+        for stale in self.folder.glob(".ckpt-*.tmp-*"):  # left by a process killed mid-write
+            if not stale.name.endswith(f".tmp-{os.getpid()}"):
+                stale.unlink(missing_ok=True)
+
+
+def _jsonable(value):
+    return [_jsonable(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+# ---- read ------------------------------------------------------------------------------------
+
+
+def read(path: Path) -> Checkpoint:
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes())
+    return Checkpoint(path, meta, arrays)
+
+
+def newest(folder: Path) -> Checkpoint:
+    """The newest checkpoint that reads back; an unreadable one is skipped with a warning."""
+    for path in reversed(checkpoints(folder)):
+        try:
+            return read(path)
+        except Exception as err:  # damaged on disk: fall back to the one before
+            log.warning("checkpoint %s unreadable (%s); trying an older one", path, err)
+    raise ConfigError(f"resume: no readable checkpoint in {folder}")
+
+
+def locate(resume: str, root: Path) -> Path:
+    """resume=<run id | checkpoint folder | .npz file | last> -> a folder or a file."""
+    if resume == "last":
+        folders = [f for f in root.iterdir() if checkpoints(f)] if root.is_dir() else []
+        if not folders:
+            raise ConfigError(f"resume=last: no checkpoints under {root}")
+        return max(folders, key=lambda f: checkpoints(f)[-1].stat().st_mtime)
+    path = Path(resume).expanduser()
+    if path.is_file() and NAME.match(path.name):
+        return path.resolve()
+    for folder in (path, root / resume):
+        if checkpoints(folder):
+            return folder.resolve()
+    raise ConfigError(f"resume={resume}: no checkpoint found (looked in {path.resolve()} and {root / resume}); "
+                      "give a run id, a checkpoint folder or 'last'")
+
+
+def load_for_resume(cfg, root: Path) -> Checkpoint:
+    """The checkpoint `cfg.resume` names, refused if the config differs in a way that matters."""
+    where = locate(str(cfg.resume), root)
+    ckpt = read(where) if where.is_file() else newest(where)
+    now = tracking.flatten(_container(cfg))
+    diffs = differences(tracking.flatten(ckpt.meta["config"]), now, harmless_keys(ckpt.meta["config"]))
+    if diffs:
+        raise ConfigError(f"resume: the config differs from {ckpt.path} in ways that change training: "
+                          f"{'; '.join(diffs)} (only {', '.join(HARMLESS)} may differ)")
+    return ckpt
+
+
+def _container(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def harmless_keys(saved_cfg: dict) -> tuple[str, ...]:
+    # A cosine schedule without decay_steps decays over train_steps: then the length matters.
+    schedule = saved_cfg.get("schedule") or {}
+    if schedule.get("name") == "cosine" and not schedule.get("decay_steps"):
+        return tuple(k for k in HARMLESS if k != "train_steps")
+    return HARMLESS
+
+
+def differences(saved: dict[str, str], now: dict[str, str], harmless: tuple[str, ...]) -> list[str]:
+    """'key: saved -> now' for every flattened key that differs and is not harmless."""
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        if key.startswith(harmless) or saved.get(key) == now.get(key):
+            continue
+        out.append(f"{key}: {saved.get(key, '(absent)')} -> {now.get(key, '(absent)')}")
+    return out
+
+
+def restore(ckpt: Checkpoint, variables: dict[str, Variable]) -> None:
+    """Assign every saved array to its variable, and the host RNG states; refuse a mismatch."""
+    saved = {k for k in ckpt.arrays if not k.startswith("host.")}
+    if saved != set(variables):
+        raise ConfigError(f"resume: {ckpt.path} holds other variables than this model "
+                          f"(missing {sorted(set(variables) - saved)[:5]}, extra {sorted(saved - set(variables))[:5]})")
+    for name, var in variables.items():
+        value = ckpt.arrays[name]
+        if tuple(value.shape) != tuple(var.numpy().shape):
+            raise ConfigError(f"resume: {ckpt.path}: {name} has shape {value.shape}, the model {var.numpy().shape}")
+        var.assign(value)
+    pos, has_gauss, cached = ckpt.meta["numpy_random"]
+    np.random.set_state(("MT19937", ckpt.arrays["host.numpy_keys"], pos, has_gauss, cached))
+    version, state, gauss = ckpt.meta["python_random"]
+    random.setstate((version, tuple(state), gauss))

@@ -1,0 +1,89 @@
+"""trainer.strategy: the devices one GAN step runs on.
+
+`default` runs on one device (TensorFlow's default strategy). `mirrored` uses
+`tf.distribute.MirroredStrategy` over the visible devices (all GPUs, else the CPU): the
+networks, optimizer slots, step counter and training RNG become mirrored variables (built
+inside `strategy.scope()`), and each step splits its global batch across the replicas.
+
+The split keeps the single-device arithmetic: the real batch and the noise are drawn once per
+step from the one training RNG (cross-replica context), every replica takes its slice, and each
+replica's loss is its share of the global mean (local mean x local rows / global rows). Keras
+sums gradients over replicas, so every update equals the single-device update at the same
+global batch, up to float summation order. Exception: BatchNormalization normalises with each
+replica's local batch statistics (Keras' default), so models with BatchNorm match only roughly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator
+
+import tensorflow as tf
+
+from gan_runner.models.gan import GanStep
+
+SUM = tf.distribute.ReduceOp.SUM
+MEAN = tf.distribute.ReduceOp.MEAN
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()  # the default strategy: one device, scope() changes nothing
+
+
+@contextlib.contextmanager
+def scope(name: str) -> Iterator[tf.distribute.Strategy]:
+    """Build models, optimizers and the GanStep inside this (variables are created mirrored)."""
+    strategy = make_strategy(name)
+    with strategy.scope():
+        yield strategy
+
+
+def step_class() -> type[GanStep]:
+    """The GanStep for the strategy in scope."""
+    return MirroredGanStep if isinstance(tf.distribute.get_strategy(), tf.distribute.MirroredStrategy) else GanStep
+
+
+class MirroredGanStep(GanStep):
+    """GanStep whose D and G updates run on every replica with a slice of the global batch."""
+
+    def __init__(self, *args, **kwargs):
+        self.strategy = tf.distribute.get_strategy()
+        # MirroredStrategy traces each replica's step in its own thread, switching threads at
+        # every cross-replica sync: a replica's share of the batch must be thread-local.
+        self._replica = threading.local()
+        super().__init__(*args, **kwargs)
+
+    def one_step(self):
+        # Cross-replica context: draw exactly what the single-device step draws, in the same order.
+        real = self.real_batch()  # (B, ...)
+        batch = tf.shape(real)[0]
+        noise = self.noise(batch)
+        g_noise = noise if self.config.reuse_noise or self.config.update == "simultaneous" else self.noise(batch)
+        out = self.strategy.run(self._replica_step, args=(real, noise, g_noise))
+        self.step.assign_add(1)
+        # Losses are already shares of the global mean: summing gives it. Accuracies are local
+        # means: their mean is the global one when the batch splits evenly (else off by < 1/B).
+        return {k: self.strategy.reduce(SUM if k.endswith("loss") else MEAN, v, axis=None) for k, v in out.items()}
+
+    def _replica_step(self, real, noise, g_noise):
+        ctx = tf.distribute.get_replica_context()
+        i, n = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
+        rows = tf.shape(real)[0]
+        start, end = i * rows // n, (i + 1) * rows // n
+        real, noise, g_noise = real[start:end], noise[start:end], g_noise[start:end]
+        self._replica.share = tf.cast(end - start, tf.float32) / tf.cast(rows, tf.float32)
+        if self.config.update == "simultaneous":
+            d_loss, d_acc, g_loss, g_acc = self.simultaneous_update(real, noise)
+        else:
+            d_loss, d_acc = self.d_update(real, noise)
+            g_loss, g_acc = self.g_update(g_noise)
+        return {"d_loss": d_loss, "d_acc": d_acc, "g_loss": g_loss, "g_acc": g_acc}
+
+    def _bce(self, logits, targets):
+        # This replica's share of the global mean BCE: D's loss has 2b of 2B rows, G's b of B.
+        # (Not an all-reduce of the row counts: that extra collective inside the two tapes of the
+        # simultaneous update ran in a different order on the replicas and failed.)
+        return GanStep._bce(logits, targets) * self._replica.share

@@ -1,0 +1,141 @@
+"""Hydra multirun glue: one MLflow parent run per sweep with the jobs nested under it, sweep
+tags on every job, and the failure policy of a job inside a sweep.
+
+`MlflowSweepCallback` is registered in conf/config.yaml (hydra.callbacks). It runs in the
+launching process: `on_multirun_start` creates the store, the experiment and the parent run
+once, before any job starts (parallel jobs creating a fresh SQLite store race in MLflow's
+migrations and in set_experiment: mlflow #979, #10334), and hands the parent's id to the jobs
+through environment variables, which joblib's and submitit's worker processes inherit (they
+are spawned after this hook; sbatch exports the environment too). `on_multirun_end` writes the
+sweep's summary on the parent and ends it; a sweep that aborts ends it FAILED at exit.
+
+A job that fails inside a multirun (bad value, missing data, divergence) is recorded as a FAILED
+run and returns `sweep.penalty` (worse than any real objective), so the other jobs run and
+Optuna never sees NaN (hydra #2237); `sweep.fail_fast=true` re-raises instead.
+
+Imports neither TensorFlow nor MLflow (tracking.py holds the MLflow calls).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from gan_runner import tracking
+
+log = logging.getLogger(__name__)
+
+ENV_PARENT = "GAN_RUNNER_SWEEP_PARENT"  # the parent run id, for jobs in other processes
+ENV_DIR = "GAN_RUNNER_SWEEP_DIR"  # the absolute sweep directory (the tag that names a sweep)
+
+# hparams_search files set Optuna's direction from objective_mode: ${optuna_direction:${objective_mode}}
+OmegaConf.register_new_resolver("optuna_direction", lambda mode: {"min": "minimize", "max": "maximize"}[mode],
+                                replace=True)
+
+
+class MlflowSweepCallback(Callback):
+    """One parent run per multirun; its jobs become nested child runs."""
+
+    def __init__(self) -> None:
+        self.parent: tuple[str, str] | None = None  # (tracking uri, parent run id)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.tracking.name != "mlflow":
+            return
+        sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        tags = {"sweep.dir": str(sweep_dir), "sweep.role": "parent",
+                "overrides": " ".join(config.hydra.overrides.task) or "(none)",
+                "sweep.sweeper": str(config.hydra.sweeper._target_).rsplit(".", 1)[-1],
+                "sweep.launcher": str(config.hydra.launcher._target_).rsplit(".", 1)[-1]}
+        name = config.tracking.run_name or f"sweep {sweep_dir.name}"
+        self.parent = tracking.start_parent_run(config.tracking, name, tags)
+        os.environ[ENV_PARENT], os.environ[ENV_DIR] = self.parent[1], str(sweep_dir)
+        # on_multirun_end is skipped when the sweep raises (fail_fast, a crash): end it then too.
+        atexit.register(self._end, config.objective, config.objective_mode, "FAILED")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        summary = self._end(config.objective, config.objective_mode, "FINISHED")
+        if summary:
+            log.info("sweep summary: %s", ", ".join(f"{k}={v}" for k, v in summary.items()))
+
+    def _end(self, objective: str, mode: str, status: str) -> dict[str, str]:
+        if self.parent is None:
+            return {}
+        (uri, run_id), self.parent = self.parent, None
+        os.environ.pop(ENV_PARENT, None)
+        os.environ.pop(ENV_DIR, None)
+        return tracking.finish_parent_run(uri, run_id, objective, mode, status)
+
+
+# ---- the job side --------------------------------------------------------------------------
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def job_tags() -> dict[str, str]:
+    """Tags that place a job in its sweep ({} outside a multirun)."""
+    if not in_multirun():
+        return {}
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    tags = {"hydra.job.num": str(hc.job.num), "sweep.dir": os.environ.get(ENV_DIR) or str(Path(hc.sweep.dir).resolve())}
+    if os.environ.get(ENV_PARENT):
+        tags[tracking.PARENT_TAG] = os.environ[ENV_PARENT]
+    return tags
+
+
+def penalty(cfg: DictConfig) -> float:
+    """The objective reported for a failed or diverged job: worse than any real value."""
+    value = float(OmegaConf.select(cfg, "sweep.penalty", default=1.0e6))
+    return -value if OmegaConf.select(cfg, "objective_mode") == "max" else value
+
+
+def finite_objective(value: float, cfg: DictConfig) -> float:
+    """In a multirun, a non-finite objective becomes the penalty (Optuna crashes on NaN)."""
+    if math.isfinite(value) or not in_multirun():
+        return value
+    log.warning("objective %s is %s (diverged?); reporting the penalty %s", cfg.objective, value, penalty(cfg))
+    return penalty(cfg)
+
+
+def job_failed(cfg: DictConfig, overrides: list[str], err: Exception) -> float:
+    """A job's error inside a multirun: record it as a FAILED run, then return the penalty
+    (the sweep goes on) or re-raise when sweep.fail_fast is set."""
+    log.error("job failed: %s: %s", type(err).__name__, err)
+    record_failure(cfg, overrides, err)
+    if OmegaConf.select(cfg, "sweep.fail_fast", default=False):
+        raise err
+    return penalty(cfg)
+
+
+def record_failure(cfg: DictConfig, overrides: list[str], err: Exception) -> None:
+    """A FAILED run with the error as a tag, unless the job's run already ended FAILED (errors
+    after the run opened); errors before it (a bad value, missing data) would leave no trace."""
+    if OmegaConf.select(cfg, "tracking.name") != "mlflow":
+        return
+    from gan_runner import train  # TensorFlow is imported inside train.run only
+
+    try:
+        tags = train.run_tags(cfg, overrides)
+        uri = tracking.resolve_uri(cfg.tracking.uri)
+        mine = f"tags.`sweep.dir` = '{tags['sweep.dir']}' and tags.`hydra.job.num` = '{tags['hydra.job.num']}'"
+        if tracking.find_runs(uri, mine):
+            return
+        with tracking.open_run(cfg.tracking, train.run_name(cfg, overrides), tags):
+            raise err
+    except Exception as other:  # recording must never take the sweep down
+        if other is not err:
+            log.warning("could not record the failed job in MLflow: %s", other)
