@@ -142,7 +142,7 @@ class DcganModel:
     d_filters: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     d_strides: list[int] = field(default_factory=lambda: [2, 2, 2, 1])
     leaky_slope: float = 0.2
-    grid_rows: int = 4  # the sample grid logged every plot_every steps
+    grid_rows: int = 4  # the sample grid logged every sample_every steps
     grid_cols: int = 4
 
 
@@ -160,7 +160,7 @@ class RunConf:
     train_steps: int = 3000
     log_every: int = 30
     eval_every: int = 30
-    plot_every: int = 1000
+    sample_every: int = 1000
     objective: str = "eval/kl_target"
     objective_mode: str = "min"
     batch: BatchConf = field(default_factory=BatchConf)
@@ -311,7 +311,7 @@ def _check_schedule(schedule: dict) -> DictConfig:
 
 def _check_ranges(cfg: DictConfig) -> None:
     _positive_int("train_steps", cfg.train_steps)
-    for key in ("log_every", "eval_every", "plot_every"):
+    for key in ("log_every", "eval_every", "sample_every"):
         _positive_int(key, cfg[key])
     _need(cfg.seed >= 0, f"seed: must be >= 0, got {cfg.seed}")
     _choice("objective_mode", cfg.objective_mode, ("min", "max"))

@@ -160,7 +160,7 @@ class Trainer:
             ref = self.model.reference_metrics(self.real, cfg, np.random.default_rng([cfg.seed, 2**31]))
             self._log(ref, 0)
         every = cfg.checkpoint.every
-        cadences = [cfg.log_every, cfg.eval_every, cfg.plot_every] + ([every] if every else [])
+        cadences = [cfg.log_every, cfg.eval_every, cfg.sample_every] + ([every] if every else [])
         started = time.perf_counter()
         final = False
         with Progress(cfg.train_steps, start=step) as progress:
@@ -178,7 +178,7 @@ class Trainer:
                     final = final or self._early_stop(step)
                 if step % cfg.eval_every == 0 or final:
                     self._log(self.model.evaluate(self.generate, self.real, cfg, step), step)
-                if step % cfg.plot_every == 0 or final:
+                if step % cfg.sample_every == 0 or final:
                     self._pictures(step)
                 if (every and step % every == 0) or final:
                     self._checkpoint(step)
