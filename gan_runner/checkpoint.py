@@ -34,7 +34,7 @@ FORMAT = 1
 NAME = re.compile(r"^ckpt-(\d{9})\.npz$")
 # Keys that may differ between a checkpoint and the run resuming it: they change what is logged
 # or how long it runs, never the trajectory of the training state.
-HARMLESS = ("train_steps", "log_every", "eval_every", "sample_every", "objective", "objective_mode",
+HARMLESS = ("train_steps", "log_every", "eval_every", "sample_every", "plot_every", "objective", "objective_mode",
             "eval.", "tracking.", "checkpoint.", "resume", "on_divergence", "early_stop.", "sweep.",
             "weights.", "trainer.intra_op_threads", "trainer.inter_op_threads")
 

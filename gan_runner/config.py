@@ -161,6 +161,7 @@ class RunConf:
     log_every: int = 30
     eval_every: int = 30
     sample_every: int = 1000
+    plot_every: int = 1000
     objective: str = "eval/kl_target"
     objective_mode: str = "min"
     batch: BatchConf = field(default_factory=BatchConf)
@@ -311,7 +312,7 @@ def _check_schedule(schedule: dict) -> DictConfig:
 
 def _check_ranges(cfg: DictConfig) -> None:
     _positive_int("train_steps", cfg.train_steps)
-    for key in ("log_every", "eval_every", "sample_every"):
+    for key in ("log_every", "eval_every", "sample_every", "plot_every"):
         _positive_int(key, cfg[key])
     _need(cfg.seed >= 0, f"seed: must be >= 0, got {cfg.seed}")
     _choice("objective_mode", cfg.objective_mode, ("min", "max"))

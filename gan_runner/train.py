@@ -89,15 +89,19 @@ def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
 
 
 def configure_threads(trainer_cfg: DictConfig) -> None:
-    """Thread pools must be set before TensorFlow starts its runtime; 0 keeps TF's default."""
+    """Thread pools must be set before TensorFlow starts its runtime. 0 = TF's default (all
+    cores), except in a parallel multirun: cores // jobs at once (sweep.threads_per_job)."""
     import tensorflow as tf
 
+    threading = tf.config.threading
+    intra = trainer_cfg.intra_op_threads or sweep.threads_per_job()
+    inter = trainer_cfg.inter_op_threads or sweep.threads_per_job()
     try:
-        if trainer_cfg.intra_op_threads:
-            tf.config.threading.set_intra_op_parallelism_threads(trainer_cfg.intra_op_threads)
-        if trainer_cfg.inter_op_threads:
-            tf.config.threading.set_inter_op_parallelism_threads(trainer_cfg.inter_op_threads)
-    except RuntimeError:
+        if intra and intra != threading.get_intra_op_parallelism_threads():
+            threading.set_intra_op_parallelism_threads(intra)
+        if inter and inter != threading.get_inter_op_parallelism_threads():
+            threading.set_inter_op_parallelism_threads(inter)
+    except RuntimeError:  # e.g. the second job of a reused worker asking for other values
         log.warning("TensorFlow already started in this process; thread settings unchanged")
 
 
@@ -110,7 +114,8 @@ class Trainer:
         configure_threads(cfg.trainer)
         import keras
 
-        from gan_runner.models.gan import GanStep, StepConfig
+        from gan_runner import distribute  # imports TensorFlow: only from here
+        from gan_runner.models.gan import StepConfig
         from gan_runner.optim import build_optimizer
 
         # A clean slate per job: Hydra's basic launcher runs every job in one process.
@@ -118,20 +123,23 @@ class Trainer:
         keras.utils.set_random_seed(cfg.seed)
         self.cfg, self.real, self.tracker = cfg, real, tracker
         self.model = registry.get_model(cfg.model.name)
-        generator = self.model.build_generator(cfg.model)
-        discriminator = self.model.build_discriminator(cfg.model, real.shape[1:])
-        if cfg.weights.load and resumed is None:  # a resume restores everything below anyway
-            self._load_weights(generator, discriminator, cfg.weights.load)
-        self.gan = GanStep(
-            generator, discriminator,
-            build_optimizer(cfg.optimizer, cfg.schedule, "d", cfg.train_steps),
-            build_optimizer(cfg.optimizer, cfg.schedule, "g", cfg.train_steps),
-            real,
-            StepConfig(latent_dim=self.model.latent_dim(cfg.model), batch_size=cfg.batch.size,
-                       order=cfg.batch.order, reuse_noise=cfg.batch.reuse_noise,
-                       real_label=cfg.labels.real, fake_label=cfg.labels.fake, update=cfg.trainer["update"]),
-            seed=cfg.seed,
-        )
+        # Every variable (networks, optimizer slots, step, RNG) is created in the strategy's
+        # scope: mirrored over the devices for trainer.strategy=mirrored (distribute.py).
+        with distribute.scope(cfg.trainer.strategy):
+            generator = self.model.build_generator(cfg.model)
+            discriminator = self.model.build_discriminator(cfg.model, real.shape[1:])
+            if cfg.weights.load and resumed is None:  # a resume restores everything below anyway
+                self._load_weights(generator, discriminator, cfg.weights.load)
+            self.gan = distribute.step_class()(
+                generator, discriminator,
+                build_optimizer(cfg.optimizer, cfg.schedule, "d", cfg.train_steps),
+                build_optimizer(cfg.optimizer, cfg.schedule, "g", cfg.train_steps),
+                real,
+                StepConfig(latent_dim=self.model.latent_dim(cfg.model), batch_size=cfg.batch.size,
+                           order=cfg.batch.order, reuse_noise=cfg.batch.reuse_noise,
+                           real_label=cfg.labels.real, fake_label=cfg.labels.fake, update=cfg.trainer["update"]),
+                seed=cfg.seed,
+            )
         self.history: dict[str, float] = {}
         self._eval_noise: dict[int, np.ndarray] = {}
         self.checkpointer, self.stop = checkpointer, stop or stopping.SignalStop()
@@ -160,7 +168,7 @@ class Trainer:
             ref = self.model.reference_metrics(self.real, cfg, np.random.default_rng([cfg.seed, 2**31]))
             self._log(ref, 0)
         every = cfg.checkpoint.every
-        cadences = [cfg.log_every, cfg.eval_every, cfg.sample_every] + ([every] if every else [])
+        cadences = [cfg.log_every, cfg.eval_every, cfg.sample_every, cfg.plot_every] + ([every] if every else [])
         started = time.perf_counter()
         final = False
         with Progress(cfg.train_steps, start=step) as progress:
@@ -178,8 +186,9 @@ class Trainer:
                     final = final or self._early_stop(step)
                 if step % cfg.eval_every == 0 or final:
                     self._log(self.model.evaluate(self.generate, self.real, cfg, step), step)
-                if step % cfg.sample_every == 0 or final:
-                    self._pictures(step)
+                grids, figures = step % cfg.sample_every == 0 or final, step % cfg.plot_every == 0 or final
+                if grids or figures:
+                    self._pictures(step, grids, figures)
                 if (every and step % every == 0) or final:
                     self._checkpoint(step)
                 progress.update(step, self.history)
@@ -229,14 +238,17 @@ class Trainer:
         self.history.update(values)
         self.tracker.log_metrics(values, step)
 
-    def _pictures(self, step: int) -> None:
+    def _pictures(self, step: int, grids: bool, figures: bool) -> None:
+        """Sample grids (uint8 arrays, every sample_every) and figures (every plot_every)."""
         from gan_runner import plots
 
         for name, picture in self.model.pictures(self.generate, self.real, self.cfg, step).items():
-            if isinstance(picture, np.ndarray):  # uint8 image: per-step image in the UI
-                self.tracker.log_image(picture, key=name, step=step)
+            if isinstance(picture, np.ndarray):
+                if grids:  # one image per step under a stable key: the UI's per-step image view
+                    self.tracker.log_image(picture, key=name, step=step)
             else:
-                self.tracker.log_figure(picture, f"plots/{name}_step{step:07d}.png")
+                if figures:
+                    self.tracker.log_figure(picture, f"plots/{name}_step{step:07d}.png")
                 plots.close(picture)
 
     def _save_weights(self) -> None:

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MNIST = Path(os.environ.get("GAN_RUNNER_MNIST", ROOT.parent / "shared" / "datasets" / "mnist"))
 
 # A 1-D run small enough for a test: 60 steps, eval every 30, small eval sample.
-TINY_1D = ["train_steps=60", "eval_every=30", "log_every=10", "sample_every=60", "eval.n_fake=2000"]
+TINY_1D = ["train_steps=60", "eval_every=30", "log_every=10", "plot_every=60", "eval.n_fake=2000"]
 
 
 def compose_cfg(overrides: list[str]):

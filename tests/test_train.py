@@ -83,7 +83,7 @@ def test_tracking_none_writes_no_store(tmp_path, monkeypatch):
 
 
 def test_cli_end_to_end_default_store_in_working_dir(tmp_path):
-    result = run_cli(["train_steps=60", "eval_every=30", "sample_every=60", "optimizer=adam", "schedule=cosine", "seed=7"],
+    result = run_cli(["train_steps=60", "eval_every=30", "plot_every=60", "optimizer=adam", "schedule=cosine", "seed=7"],
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "step 60/60" in result.stdout  # plain progress lines when stdout is not a TTY
