@@ -97,6 +97,21 @@ def job_tags() -> dict[str, str]:
     return tags
 
 
+def threads_per_job() -> int:
+    """TensorFlow threads for a job of a parallel multirun (joblib: n_jobs jobs at once on this
+    machine): cores // n_jobs, so 2 jobs on 2 cores get 1 thread each instead of 2 x 2 fighting
+    over the cores. 0 (TF's default) elsewhere; trainer.*_op_threads > 0 overrides this."""
+    if not in_multirun():
+        return 0
+    from hydra.core.hydra_config import HydraConfig
+
+    n_jobs = OmegaConf.select(HydraConfig.get().launcher, "n_jobs", default=None)
+    if not isinstance(n_jobs, int) or n_jobs == 1:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // n_jobs) if n_jobs > 1 else 1  # n_jobs=-1: one job per core
+
+
 def penalty(cfg: DictConfig) -> float:
     """The objective reported for a failed or diverged job: worse than any real value."""
     value = float(OmegaConf.select(cfg, "sweep.penalty", default=1.0e6))
