@@ -22,6 +22,7 @@ import atexit
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,18 +99,23 @@ def job_tags() -> dict[str, str]:
 
 
 def threads_per_job() -> int:
-    """TensorFlow threads for a job of a parallel multirun (joblib: n_jobs jobs at once on this
-    machine): cores // n_jobs, so 2 jobs on 2 cores get 1 thread each instead of 2 x 2 fighting
-    over the cores. 0 (TF's default) elsewhere; trainer.*_op_threads > 0 overrides this."""
+    """TensorFlow threads for a job of a multirun whose jobs share cores: joblib's n_jobs jobs at
+    once on this machine get cores // n_jobs each (2 jobs on 2 cores: 1 thread each, not 2 x 2
+    fighting over the cores); a submitit job gets its cpus_per_task (TF would see the whole
+    node). 0 (TF's default) elsewhere; trainer.*_op_threads > 0 overrides this."""
     if not in_multirun():
         return 0
     from hydra.core.hydra_config import HydraConfig
 
-    n_jobs = OmegaConf.select(HydraConfig.get().launcher, "n_jobs", default=None)
-    if not isinstance(n_jobs, int) or n_jobs == 1:
+    launcher = HydraConfig.get().launcher
+    cpus = OmegaConf.select(launcher, "cpus_per_task", default=None)
+    if isinstance(cpus, int) and cpus > 0:
+        return cpus
+    n_jobs = OmegaConf.select(launcher, "n_jobs", default=None)
+    if not isinstance(n_jobs, int) or n_jobs in (0, 1):
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // n_jobs) if n_jobs > 1 else 1  # n_jobs=-1: one job per core
+    return max(1, cores // n_jobs) if n_jobs > 1 else 1  # joblib's n_jobs=-1: one job per core
 
 
 def penalty(cfg: DictConfig) -> float:
@@ -126,13 +132,22 @@ def finite_objective(value: float, cfg: DictConfig) -> float:
     return penalty(cfg)
 
 
+class SweepStopped(SystemExit):
+    """sweep.fail_fast=true and a job failed. A SystemExit, not an Exception: Hydra's launchers
+    catch a job's Exception and launch the remaining jobs of the batch before re-raising it."""
+
+
 def job_failed(cfg: DictConfig, overrides: list[str], err: Exception) -> float:
     """A job's error inside a multirun: record it as a FAILED run, then return the penalty
-    (the sweep goes on) or re-raise when sweep.fail_fast is set."""
+    (the sweep goes on) or stop the whole sweep when sweep.fail_fast is set."""
     log.error("job failed: %s: %s", type(err).__name__, err)
     record_failure(cfg, overrides, err)
     if OmegaConf.select(cfg, "sweep.fail_fast", default=False):
-        raise err
+        from hydra.core.hydra_config import HydraConfig
+
+        print(f"gan_runner: error: job #{HydraConfig.get().job.num} failed ({type(err).__name__}: {err}); "
+              "sweep.fail_fast=true stops the sweep", file=sys.stderr)
+        raise SweepStopped(1) from err
     return penalty(cfg)
 
 

@@ -321,6 +321,13 @@ def finish_parent_run(uri: str, parent_id: str, objective: str, mode: str, statu
     if client.get_run(parent_id).info.status != "RUNNING":
         return {}
     children = find_runs(uri, f"tags.`{PARENT_TAG}` = '{parent_id}'")
+    # Every job has returned by now: a child still RUNNING lost its process (e.g. a joblib
+    # worker terminated when a sweep.fail_fast sweep stopped); it ends KILLED, not RUNNING forever.
+    orphans = [child.info.run_id for child in children if child.info.status == "RUNNING"]
+    for run_id in orphans:
+        client.set_terminated(run_id, "KILLED")
+    if orphans:
+        children = find_runs(uri, f"tags.`{PARENT_TAG}` = '{parent_id}'")
     scored = [(r.data.metrics[objective], r) for r in children
               if r.info.status == "FINISHED" and math.isfinite(r.data.metrics.get(objective, math.nan))]
     summary = {"sweep.n_jobs": str(len(children)),

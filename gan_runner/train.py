@@ -88,9 +88,10 @@ def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
             **sweep.job_tags()}  # parent run, sweep dir, job number inside a multirun
 
 
-def configure_threads(trainer_cfg: DictConfig) -> None:
+def configure_threads(trainer_cfg: DictConfig) -> str:
     """Thread pools must be set before TensorFlow starts its runtime. 0 = TF's default (all
-    cores), except in a parallel multirun: cores // jobs at once (sweep.threads_per_job)."""
+    cores), except in a parallel multirun: cores // jobs at once (sweep.threads_per_job).
+    Returns the pools in effect, "intra/inter" (0 = TF's default)."""
     import tensorflow as tf
 
     threading = tf.config.threading
@@ -103,6 +104,7 @@ def configure_threads(trainer_cfg: DictConfig) -> None:
             threading.set_inter_op_parallelism_threads(inter)
     except RuntimeError:  # e.g. the second job of a reused worker asking for other values
         log.warning("TensorFlow already started in this process; thread settings unchanged")
+    return f"{threading.get_intra_op_parallelism_threads()}/{threading.get_inter_op_parallelism_threads()}"
 
 
 class Trainer:
@@ -111,7 +113,7 @@ class Trainer:
     def __init__(self, cfg: DictConfig, real: np.ndarray, tracker: tracking.NullTracker,
                  checkpointer: checkpoint.Checkpointer | None = None, stop: stopping.SignalStop | None = None,
                  resumed: checkpoint.Checkpoint | None = None):
-        configure_threads(cfg.trainer)
+        tracker.set_tags({"tf.threads": configure_threads(cfg.trainer)})  # intra/inter op pools
         import keras
 
         from gan_runner import distribute  # imports TensorFlow: only from here

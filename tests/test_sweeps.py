@@ -1,0 +1,214 @@
+"""Real multiruns (`python -m gan_runner -m ...` in a subprocess) of tiny gaussian1d jobs on a
+temp SQLite store, read back with MlflowClient: one parent run per sweep with the jobs nested
+under it, sweep tags, the parent's summary, the failure policy, and no run left RUNNING.
+
+Every subprocess pays a TensorFlow import (~8 s), joblib's and submitit's workers one each:
+the sweeps are as few and as small as they can be.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+
+from conftest import compose_cfg, metric_history, run_cli
+from gan_runner import sweep, tracking  # noqa: F401  (sweep registers the optuna_direction resolver, as the CLI does)
+from gan_runner.config import CONF_DIR
+
+TINY = ["train_steps=30", "eval_every=30", "log_every=10", "plot_every=30", "eval.n_fake=1000",
+        "checkpoint.every=0"]
+OBJECTIVE = "eval/kl_target"
+
+
+@pytest.fixture(scope="module")
+def migrated_db(tmp_path_factory) -> Path:
+    """An empty SQLite store with MLflow's schema: copied into a test's folder, it spares each
+    sweep the migrations (seconds). The joblib test starts from no store at all instead."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def multirun(tmp_path: Path, *args: str, db: Path | None = None):
+    """Run a sweep on tmp_path/mlflow.db (a copy of `db`, else created by the sweep); return
+    (process, client, sweep dir)."""
+    if db is not None:
+        shutil.copyfile(db, tmp_path / "mlflow.db")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep_dir = tmp_path / "multirun"
+    proc = run_cli(["-m", f"tracking.uri={store}", f"hydra.sweep.dir={sweep_dir}", *TINY, *args], cwd=tmp_path)
+    return proc, MlflowClient(tracking_uri=store), sweep_dir
+
+
+def sweep_runs(client, sweep_dir: Path):
+    """The one parent run and its children by job number; checks the links and tags that hold
+    for every sweep, and that no run was left RUNNING."""
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
+    assert runs, "no runs logged"
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    children = [r for r in runs if r is not parent]
+    assert {r.data.tags.get(tracking.PARENT_TAG) for r in children} == {parent.info.run_id}
+    assert {r.data.tags["sweep.dir"] for r in runs} == {str(sweep_dir.resolve())}
+    children.sort(key=lambda r: int(r.data.tags["hydra.job.num"]))
+    assert [r.data.tags["hydra.job.num"] for r in children] == [str(i) for i in range(len(children))]
+    assert parent.data.tags["sweep.n_jobs"] == str(len(children))
+    assert parent.data.tags["sweep.n_failed"] == str(sum(r.info.status == "FAILED" for r in children))
+    return parent, children
+
+
+def check_best(parent, children) -> None:
+    """The parent's summary names the best finished child and its objective (objective_mode=min)."""
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    best = min(finished, key=lambda r: r.data.metrics[OBJECTIVE])
+    assert parent.data.tags["sweep.best_run_id"] == best.info.run_id
+    assert parent.data.metrics["sweep/best_objective"] == best.data.metrics[OBJECTIVE]
+    assert parent.data.tags["sweep.objective"] == f"{OBJECTIVE} (min)"
+
+
+def test_joblib_grid_2x2_in_parallel_workers(tmp_path):
+    proc, client, sweep_dir = multirun(tmp_path, "hydra/launcher=parallel", "seed=0,1",
+                                       "optimizer.d.learning_rate=1e-3,5e-4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parent, children = sweep_runs(client, sweep_dir)
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep.launcher"] == "JoblibLauncher"
+    assert [r.info.status for r in children] == ["FINISHED"] * 4
+    grid = {(r.data.params["seed"], r.data.params["optimizer.d.learning_rate"]) for r in children}
+    assert grid == {("0", "0.001"), ("0", "0.0005"), ("1", "0.001"), ("1", "0.0005")}
+    for r in children:
+        assert f"seed={r.data.params['seed']}" in r.data.tags["overrides"]
+        assert r.data.tags["tf.threads"] == "1/1"  # 2 workers on 2 cores (affinity permitting): 1 thread each
+        assert len(metric_history(client, r.info.run_id, "train/d_loss")) == 3
+    # The two workers trained at the same time: some jobs' [start, end] overlap.
+    spans = sorted((r.info.start_time, r.info.end_time) for r in children)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
+    check_best(parent, children)
+
+
+def test_optuna_trial_that_diverges_reports_the_penalty_and_the_study_completes(tmp_path, migrated_db):
+    # The grid sampler visits each learning rate once: the 1e30 trial diverges at its first step.
+    proc, client, sweep_dir = multirun(tmp_path, "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid",
+                                       "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1",
+                                       "optimizer.d.learning_rate=choice(1e30,1e-3,5e-4)", db=migrated_db)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parent, children = sweep_runs(client, sweep_dir)
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep.sweeper"] == "OptunaSweeper"
+    by_lr = {r.data.params["optimizer.d.learning_rate"]: r for r in children}
+    assert set(by_lr) == {"1e+30", "0.001", "0.0005"}
+    diverged = by_lr.pop("1e+30")
+    assert diverged.info.status == "FAILED" and diverged.data.tags["divergence"] == "step 1"
+    assert "Diverged" in diverged.data.tags["error"]
+    assert all(r.info.status == "FINISHED" for r in by_lr.values())
+    check_best(parent, children)
+    # Optuna got finite values (the penalty for the diverged trial) and picked the same best.
+    result = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert math.isfinite(result["best_value"]) and result["best_value"] < 1e6
+    assert result["best_value"] == pytest.approx(parent.data.metrics["sweep/best_objective"])
+
+
+def test_submitit_local_launcher_runs_two_jobs(tmp_path, migrated_db):
+    proc, client, sweep_dir = multirun(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                                       "seed=0,1", db=migrated_db)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parent, children = sweep_runs(client, sweep_dir)
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep.launcher"] == "LocalLauncher"
+    assert [r.info.status for r in children] == ["FINISHED"] * 2
+    assert [r.data.params["seed"] for r in children] == ["0", "1"]
+    assert list((sweep_dir / ".submitit").iterdir())  # submitit's own job folders
+    check_best(parent, children)
+
+
+@pytest.fixture(scope="module")
+def basic_sweep(tmp_path_factory, migrated_db):
+    """One process (basic launcher): seeds 0, 1, 0 each with a good and a bad batch size."""
+    tmp_path = tmp_path_factory.mktemp("basic")
+    proc, client, sweep_dir = multirun(tmp_path, "seed=0,1,0", "batch.size=100,0", db=migrated_db)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return client, *sweep_runs(client, sweep_dir)
+
+
+def test_a_bad_value_fails_its_job_only(basic_sweep):
+    client, parent, children = basic_sweep
+    assert parent.info.status == "FINISHED"
+    assert [r.info.status for r in children] == ["FINISHED", "FAILED"] * 3
+    for r in children[1::2]:
+        assert "batch.size" in r.data.tags["error"] and "batch.size=0" in r.data.tags["overrides"]
+    check_best(parent, children)
+
+
+def test_same_seed_twice_in_one_process_logs_identical_metrics(basic_sweep):
+    client, parent, children = basic_sweep
+    first, other, again = children[0], children[2], children[4]
+    assert (first.data.params["seed"], other.data.params["seed"], again.data.params["seed"]) == ("0", "1", "0")
+    for key in ("train/d_loss", "train/g_loss", "train/d_acc", OBJECTIVE, "eval/mean"):
+        assert metric_history(client, first.info.run_id, key) == metric_history(client, again.info.run_id, key), key
+    assert metric_history(client, first.info.run_id, "train/d_loss") != metric_history(client, other.info.run_id, "train/d_loss")
+
+
+def test_fail_fast_stops_the_sweep_at_the_first_failure(tmp_path, migrated_db):
+    proc, client, sweep_dir = multirun(tmp_path, "sweep.fail_fast=true", "batch.size=0,100", db=migrated_db)
+    assert proc.returncode == 1
+    assert "job #0 failed (ConfigError: batch.size" in proc.stderr and "sweep.fail_fast=true" in proc.stderr
+    parent, children = sweep_runs(client, sweep_dir)
+    assert parent.info.status == "FAILED"
+    assert [r.info.status for r in children] == ["FAILED"]  # job #1 never started
+    assert not (sweep_dir / "1").exists()
+
+
+def test_sweep_end_marks_a_child_left_running_killed(tmp_path, migrated_db):
+    # A joblib worker terminated mid-job (fail_fast) leaves its run RUNNING; the sweep's end closes it.
+    shutil.copyfile(migrated_db, tmp_path / "mlflow.db")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store)
+    cfg = compose_cfg([f"tracking.uri={store}"])
+    uri, parent_id = tracking.start_parent_run(cfg.tracking, "sweep", {"sweep.role": "parent"})
+    exp = client.get_run(parent_id).info.experiment_id
+    orphan = client.create_run(exp, tags={tracking.PARENT_TAG: parent_id}).info.run_id
+    summary = tracking.finish_parent_run(uri, parent_id, OBJECTIVE, "min")
+    assert client.get_run(orphan).info.status == "KILLED"
+    assert client.get_run(parent_id).info.status == "FINISHED"
+    assert summary["sweep.n_jobs"] == "1" and "sweep.best_run_id" not in summary
+
+
+# ---- named sweeps compose (cheap: no training) ----------------------------------------------
+
+
+def compose_with_hydra(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+def test_every_experiment_composes_and_validates(name):
+    cfg = compose_with_hydra([f"experiment={name}"])
+    compose_cfg([f"experiment={name}"])  # validation
+    params = cfg.hydra.sweeper.get("params") or {}
+    if name.endswith(("_grid", "_optuna")):  # a named sweep: `-m experiment=<name>` runs its space
+        assert params, name
+
+
+def test_lr_grid_experiment_sweeps_learning_rates_and_seeds():
+    cfg = compose_with_hydra(["experiment=gaussian1d_lr_grid"])
+    assert cfg.model.name == "gaussian1d"
+    params = cfg.hydra.sweeper.params
+    assert len(str(params["optimizer.d.learning_rate"]).split(",")) >= 2 and "seed" in params
+
+
+@pytest.mark.parametrize("name,model,direction", [("gaussian1d_optuna", "gaussian1d", "minimize"),
+                                                  ("dcgan_optuna", "dcgan", None)])
+def test_optuna_searches_compose(name, model, direction):
+    cfg = compose_with_hydra([f"hparams_search={name}"])
+    assert cfg.model.name == model
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.storage is None and sweeper.params
+    assert sweeper.direction == {"min": "minimize", "max": "maximize"}[cfg.objective_mode]
+    if direction:
+        assert sweeper.direction == direction
+    compose_cfg([f"hparams_search={name}"])  # validation
+
