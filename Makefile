@@ -5,13 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 MNIST  ?= $(abspath ../shared/datasets/mnist)
 PORT   ?= 5000
-TRACKING_DB := $(CURDIR)/mlflow.db
 ARGS   ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test bench ui clean
+.PHONY: help install run test bench ui docs-images clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,9 +32,11 @@ test: $(STAMP) ## run the test suite
 bench: $(STAMP) ## measure speed and quality; prints the figures the README quotes
 	GAN_RUNNER_MNIST=$(MNIST) $(PY) -m gan_runner.bench $(ARGS)
 
-ui: $(STAMP) ## MLflow UI on http://127.0.0.1:$(PORT) over the same store the runs write to
-	@echo "MLflow UI: http://127.0.0.1:$(PORT)  (store: sqlite:///$(TRACKING_DB); Ctrl-C stops it)"
-	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port $(PORT) --backend-store-uri sqlite:///$(TRACKING_DB)
+ui: $(STAMP) ## MLflow UI on http://127.0.0.1:PORT (default 5000) over the store the runs write to; Ctrl-C stops it
+	@$(PY) -m gan_runner.ui --port $(PORT)
+
+docs-images: $(STAMP) ## regenerate the README's pictures in docs/ (short real runs + UI screenshot)
+	GAN_RUNNER_MNIST=$(MNIST) $(PY) -m gan_runner.docs_images --mnist $(MNIST) $(ARGS)
 
 clean: ## remove caches and run outputs (keeps mlflow.db and .venv)
 	rm -rf outputs multirun .pytest_cache .bench

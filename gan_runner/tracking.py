@@ -175,6 +175,14 @@ def download_artifacts(tracking_cfg, run_id: str, path: str, dest: str | Path) -
         raise LookupError(f"no run {run_id} with '{path}' artifacts in {uri} ({str(err).splitlines()[0][:200]})") from None
 
 
+def artifact_root(uri: str) -> Path | None:
+    """mlartifacts/ beside a SQLite store's file (where its experiments keep artifacts and where
+    `make ui` serves uploads to); None for other stores."""
+    if uri.startswith("sqlite:///") and ":memory:" not in uri:
+        return Path(uri[len("sqlite:///"):]).parent / "mlartifacts"
+    return None
+
+
 def ensure_experiment(client, name: str, uri: str) -> str:
     """The experiment's id, creating it if needed. Safe when parallel jobs race to create it."""
     from mlflow.exceptions import MlflowException
@@ -182,11 +190,9 @@ def ensure_experiment(client, name: str, uri: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):  # artifacts beside the DB, not in whatever cwd the job had
-        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+    root = artifact_root(uri)  # artifacts beside the DB, not in whatever cwd the job had
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=root.as_uri() if root else None)
     except MlflowException:
         found = client.get_experiment_by_name(name)
         if found is None:
@@ -341,3 +347,65 @@ def finish_parent_run(uri: str, parent_id: str, objective: str, mode: str, statu
     client.log_batch(parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in summary.items()], synchronous=True)
     client.set_terminated(parent_id, status)
     return summary
+
+
+# ---- reading runs back and serving the UI (gan_runner.compare, gan_runner.ui) ----------------
+
+
+def ui_command(uri: str, port: int, host: str = "127.0.0.1", workers: int = 1) -> list[str]:
+    """`mlflow server` over the store `uri` (the UI ignores $MLFLOW_TRACKING_URI: it must be told
+    the store). Run artifacts are read from each experiment's own location (mlartifacts/ beside
+    a SQLite file); uploads through the server land in the same folder."""
+    import sys
+
+    command = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
+               "--workers", str(workers), "--backend-store-uri", uri]
+    root = artifact_root(uri)
+    return command + (["--artifacts-destination", str(root)] if root else [])
+
+
+def _reader(uri: str):
+    """A client for a store that must already exist (reading never creates an empty SQLite file)."""
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise LookupError(f"no MLflow store at {uri} (no such file)")
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_runs(uri: str, name: str) -> list:
+    """Every run of experiment `name`, newest first; LookupError naming the known experiments."""
+    client = _reader(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        known = ", ".join(sorted(e.name for e in client.search_experiments())) or "none"
+        raise LookupError(f"no experiment '{name}' in {uri}; known: {known}")
+    return client.search_runs([experiment.experiment_id], max_results=50000)
+
+
+def get_run(uri: str, run_id: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _reader(uri).get_run(run_id)
+    except MlflowException:
+        raise LookupError(f"no run {run_id} in {uri}") from None
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    """[(step, value)] of one metric of one run, by step."""
+    return sorted((m.step, m.value) for m in _reader(uri).get_metric_history(run_id, key))
+
+
+def log_file(uri: str, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    """Add a file to a run's artifacts (also to a run that has ended, e.g. a sweep's parent)."""
+    _reader(uri).log_artifact(run_id, str(path), artifact_path)
+
+
+def artifact_files(uri: str, run_id: str, folder: str) -> list[str]:
+    """Paths of the files directly inside artifact folder `folder` of a run."""
+    return [f.path for f in _reader(uri).list_artifacts(run_id, folder) if not f.is_dir]
+
+
+def fetch_artifact(uri: str, run_id: str, path: str, dest: str | Path) -> Path:
+    return Path(_reader(uri).download_artifacts(run_id, path, str(dest)))

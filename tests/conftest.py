@@ -54,3 +54,40 @@ def all_runs(client, experiment: str):
 
 def metric_history(client, run_id: str, key: str) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+# A store as a user has it after a small sweep and one DCGAN run (test_compare, test_ui_browser).
+SWEEP_1D = ["train_steps=30", "eval_every=15", "log_every=15", "plot_every=30", "eval.n_fake=1000", "checkpoint.every=0"]
+TINY_DCGAN = ["train_steps=4", "log_every=2", "eval_every=2", "sample_every=2", "batch.size=16", "data.n=256",
+              "eval.n_fake=64", "model.g_filters=[16,8,8,1]", "model.d_filters=[8,8,16,16]", "tracking.log_model=false",
+              "checkpoint.every=0"]
+
+
+@pytest.fixture(scope="session")
+def filled_store(tmp_path_factory):
+    """One SQLite store holding a real sweep (`-m seed=1,2`: a parent and 2 gaussian1d jobs) and
+    one real DCGAN run on MNIST with sample grids at steps 2 and 4. The two commands run at the
+    same time once the schema exists (creating it concurrently races in MLflow's migrations)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from mlflow.tracking import MlflowClient
+
+    assert (MNIST / "t10k-images-idx3-ubyte.gz").is_file(), f"no MNIST test digits in {MNIST} (set GAN_RUNNER_MNIST)"
+    folder = tmp_path_factory.mktemp("filled_store")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    client.search_experiments()  # creates the schema
+    sweep_dir = folder / "multirun"
+    commands = [["-m", f"tracking.uri={uri}", f"hydra.sweep.dir={sweep_dir}", *SWEEP_1D, "seed=1,2"],
+                ["model=dcgan", f"data.path={MNIST}", f"tracking.uri={uri}", *TINY_DCGAN]]
+    with ThreadPoolExecutor(2) as pool:
+        for proc in pool.map(lambda args: run_cli(args, cwd=folder), commands):
+            assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=100)
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    (dcgan,) = [r for r in runs if r.data.tags.get("model") == "dcgan"]
+    children = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
+                      key=lambda r: r.data.params["seed"])
+    return SimpleNamespace(uri=uri, folder=folder, client=client, sweep_dir=sweep_dir, parent=parent,
+                           children=children, dcgan=dcgan)
