@@ -1,7 +1,8 @@
 """`make bench` / `python -m gan_runner.bench [section ...]`: the speed and quality figures the
 README quotes, measured on this machine. Each section prints a small table.
 
-Sections: gaussian1d (the seed's full 1-D schedule through the real CLI).
+Sections: gaussian1d (the seed's full 1-D schedule through the real CLI); sweep (8 such jobs,
+basic launcher vs joblib, and a job's overhead: gan_runner/bench_sweep.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from gan_runner.bench_sweep import bench_sweep
 
 console = Console()
 
@@ -65,7 +68,7 @@ def bench_gaussian1d(repeats: int) -> None:
     console.print(table)
 
 
-SECTIONS = {"gaussian1d": bench_gaussian1d}
+SECTIONS = {"gaussian1d": bench_gaussian1d, "sweep": bench_sweep}
 
 
 def main() -> None:

@@ -212,3 +212,13 @@ def test_optuna_searches_compose(name, model, direction):
         assert sweeper.direction == direction
     compose_cfg([f"hparams_search={name}"])  # validation
 
+
+
+@pytest.mark.parametrize("name,target,values", [
+    ("parallel", "JoblibLauncher", {"n_jobs": 2, "backend": "loky"}),
+    ("slurm", "SlurmLauncher", {"cpus_per_task": 4, "gpus_per_node": 0, "timeout_min": 60, "partition": None}),
+])
+def test_launcher_configs_compose(name, target, values):
+    launcher = compose_with_hydra([f"hydra/launcher={name}"]).hydra.launcher
+    assert launcher._target_.endswith(target)
+    assert {k: launcher[k] for k in values} == values

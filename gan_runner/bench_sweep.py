@@ -1,0 +1,80 @@
+"""`make bench` section `sweep`: 8 gaussian1d jobs of the seed's schedule as one multirun,
+Hydra's basic launcher (one process, jobs one after another, TensorFlow's default threads) vs
+the joblib launcher (hydra/launcher=parallel: 2 worker processes, 1 TF thread each on 2 cores).
+Also where a job's time goes: one standalone run's wall time against its training loop
+(perf/loop_s), the rest being process start, imports (TensorFlow, MLflow) and MLflow calls.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+JOBS = 8
+LAUNCHERS = {"basic (1 process)": [], "joblib (2 workers x 1 thread)": ["hydra/launcher=parallel"]}
+
+
+def timed_cli(args: list[str], folder: Path) -> tuple[float, list[dict[str, float]]]:
+    """`python -m gan_runner <args>` on a fresh store in `folder`: (wall s, metrics of its runs)."""
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "gan_runner", *args, f"tracking.uri={store}"], cwd=folder, check=True,
+                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    client = MlflowClient(tracking_uri=store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return wall, [r.data.metrics for r in runs if "perf/loop_s" in r.data.metrics]
+
+
+def bench_sweep(repeats: int) -> None:
+    seeds = ",".join(str(i) for i in range(JOBS))
+    walls: dict[str, list[float]] = {name: [] for name in LAUNCHERS}
+    loops: dict[str, list[float]] = {name: [] for name in LAUNCHERS}
+    single_walls, single_loops = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            for k, (name, extra) in enumerate(LAUNCHERS.items()):
+                folder = Path(tmp) / f"{i}-launcher{k}"
+                folder.mkdir()
+                wall, metrics = timed_cli(["-m", f"hydra.sweep.dir={folder / 'multirun'}", f"seed={seeds}", *extra],
+                                          folder)
+                assert len(metrics) == JOBS, f"{name}: {len(metrics)} of {JOBS} jobs logged"
+                walls[name].append(wall)
+                loops[name].append(sum(m["perf/loop_s"] for m in metrics))
+            folder = Path(tmp) / f"{i}-single"
+            folder.mkdir()
+            wall, (metrics,) = timed_cli([f"seed={i}"], folder)
+            single_walls.append(wall)
+            single_loops.append(metrics["perf/loop_s"])
+
+    med = statistics.median
+    table = Table(title=f"sweep: {JOBS} gaussian1d jobs of the seed schedule (3000 steps), "
+                        f"{repeats} repeats, median [min-max], {os.cpu_count()} cores")
+    for column, justify in (("figure", "left"), ("value", "right"), ("target", "right")):
+        table.add_column(column, justify=justify)
+
+    def row(label, values, target="", fmt="{:.1f}"):
+        table.add_row(label, f"{fmt.format(med(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]", target)
+
+    for name in LAUNCHERS:
+        row(f"{name}: sweep wall time (s)", walls[name])
+        row(f"{name}: training loops, sum over jobs (s)", loops[name])
+    basic, joblib = LAUNCHERS
+    row("speed-up of joblib over basic (x)", [b / j for b, j in zip(walls[basic], walls[joblib])], ">= 1.6", "{:.2f}")
+    row("basic: per-job time outside the loop (s)", [(w - s) / JOBS for w, s in zip(walls[basic], loops[basic])])
+    row("one standalone run: wall time (s)", single_walls)
+    row("one standalone run: training loop perf/loop_s (s)", single_loops, "", "{:.2f}")
+    row("one standalone run: start, imports, MLflow, rest (s)", [w - s for w, s in zip(single_walls, single_loops)])
+    Console().print(table)
