@@ -68,9 +68,24 @@ class LabelsConf:
 
 
 @dataclass
+class ClassifierConf:
+    """The digit classifier behind eval/fd, eval/mnist_score, eval/coverage (gan_runner/classifier.py)."""
+    cache_dir: Optional[str] = None  # null: $XDG_CACHE_HOME/gan_runner, else ~/.cache/gan_runner
+    filters: list[int] = field(default_factory=lambda: [16, 32])  # Conv2D(f, 3, relu) -> MaxPool(2) each
+    dense: int = 128
+    dropout: float = 0.3
+    train_steps: int = 1000  # Adam updates, whatever the number of training digits
+    batch_size: int = 64
+    learning_rate: float = 2.0e-3
+    seed: int = 0
+
+
+@dataclass
 class EvalConf:
     n_fake: int = 20000
     bins: int = 100
+    coverage_threshold: float = 0.02  # eval/coverage: classes with at least this fraction of the samples
+    classifier: ClassifierConf = field(default_factory=ClassifierConf)
 
 
 @dataclass
@@ -323,6 +338,7 @@ def _check_ranges(cfg: DictConfig) -> None:
         _need(0.0 <= value <= 1.0, f"labels.{key}: label smoothing target must be in [0, 1], got {value}")
     _positive_int("eval.n_fake", cfg.eval.n_fake)
     _positive_int("eval.bins", cfg.eval.bins)
+    _check_eval_classifier(cfg.eval)
     _choice("trainer.update", cfg.trainer["update"], UPDATES)
     _choice("trainer.strategy", cfg.trainer.strategy, STRATEGIES)
     _positive_float("sweep.penalty", cfg.sweep.penalty)
@@ -339,6 +355,21 @@ def _check_ranges(cfg: DictConfig) -> None:
     _need(cfg.resume != "", "resume: empty; give a run id, a checkpoint folder or 'last'")
     _choice("on_divergence", cfg.on_divergence, DIVERGENCE_POLICIES)
     _need(cfg.early_stop.patience >= 0, f"early_stop.patience: must be >= 0 (0 = off), got {cfg.early_stop.patience}")
+
+
+def _check_eval_classifier(ev: DictConfig) -> None:
+    _need(math.isfinite(ev.coverage_threshold) and 0 < ev.coverage_threshold <= 1,
+          f"eval.coverage_threshold: must be in (0, 1], got {ev.coverage_threshold}")
+    c = ev.classifier
+    filters = list(c.filters)
+    # each conv halves the 28x28 image (28 -> 14 -> 7 -> 3 -> 1): at most 4
+    _need(1 <= len(filters) <= 4 and all(f > 0 for f in filters),
+          f"eval.classifier.filters: 1 to 4 positive integers, got {filters}")
+    for key in ("dense", "train_steps", "batch_size"):
+        _positive_int(f"eval.classifier.{key}", c[key])
+    _need(math.isfinite(c.dropout) and 0 <= c.dropout < 1, f"eval.classifier.dropout: must be in [0, 1), got {c.dropout}")
+    _positive_float("eval.classifier.learning_rate", c.learning_rate)
+    _need(c.seed >= 0, f"eval.classifier.seed: must be >= 0, got {c.seed}")
 
 
 def _check_uri(uri: Optional[str]) -> None:

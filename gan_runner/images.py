@@ -61,6 +61,10 @@ IMAGE_SETS: dict[str, ImageSet] = {
         "t10k-images-idx3-ubyte.gz": _known("md5:9fb629c4189551a2d022fa330f9573f3"),
         "t10k-images-idx3-ubyte": _known("md5:2646ac647ad5339dbf082846283269ea"),
         "mnist.npz": _known("sha256:731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),
+        # label files (gan_runner/classifier.py): official .gz md5s; raw = the t10k payload
+        "train-labels-idx1-ubyte.gz": _known("md5:d53e105ee54ea40749a09fcbcd1e9432"),
+        "t10k-labels-idx1-ubyte.gz": _known("md5:ec29112dd5afa0611ce80d1b7f02629c"),
+        "t10k-labels-idx1-ubyte": _known("md5:27ae3e4e09519cfbb04c329615203637"),
     }),
     # Fashion-MNIST: the first md5 of each .gz is Zalando's (their README, also shipped in
     # /usr/share/doc/dataset-fashion-mnist); the second is Debian's recompressed file
@@ -71,6 +75,10 @@ IMAGE_SETS: dict[str, ImageSet] = {
         "t10k-images-idx3-ubyte.gz": _known("md5:bef4ecab320f06d8554ea6380940ec79", "md5:f78720b4224f21cce2f2ccf2d7a94c9a"),
         "train-images-idx3-ubyte": _known("md5:f4a8712d7a061bf5bd6d2ca38dc4d50a"),
         "t10k-images-idx3-ubyte": _known("md5:8181f5470baa50b63fa0f6fddb340f0a"),
+        "train-labels-idx1-ubyte.gz": _known("md5:25c81989df183df01b3e8a0aad5dffbe", "md5:10bea18fdb374794d4bb42e356e600c9"),
+        "t10k-labels-idx1-ubyte.gz": _known("md5:bb300cfdad3c16e7a12a480ee83cd310", "md5:0d30e22e447f3c33dab9ed536400ac01"),
+        "train-labels-idx1-ubyte": _known("md5:9018921c3c673c538a1fc5bad174d6f9"),
+        "t10k-labels-idx1-ubyte": _known("md5:15d484375f8d13e6eb1aabb0c3f46965"),
     }),
 }
 
@@ -85,20 +93,57 @@ def read_images(path: Path, spec: ImageSet) -> np.ndarray:
         pixels = _read_npz(path)
         _verify(path, spec, {path.name: stored})
         return pixels
-    payload = stored
+    payload = _gunzip(path, stored)
+    pixels = parse_idx(payload, str(path))
+    _verify(path, spec, _blobs(path, stored, payload))
+    return pixels
+
+
+def read_labels(path: Path, spec: ImageSet) -> np.ndarray:
+    """uint8 labels (N,) from an IDX label file (.gz or not), checked like the images."""
+    try:
+        stored = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
+    payload = _gunzip(path, stored)
+    labels = parse_idx_labels(payload, str(path))
+    _verify(path, spec, _blobs(path, stored, payload))
+    return labels
+
+
+def _gunzip(path: Path, stored: bytes) -> bytes:
+    """The IDX bytes of a file: decompressed if it is gzipped (the magic bytes decide)."""
     if stored[:2] == GZIP_MAGIC:
         try:
-            payload = gzip.decompress(stored)
+            return gzip.decompress(stored)
         except (OSError, EOFError, zlib.error) as err:  # bad CRC, truncated, garbage
             raise DataError(f"{path}: corrupt or truncated gzip file ({err}); replace it with a fresh copy") from None
-    elif path.suffix == ".gz":
+    if path.suffix == ".gz":
         raise DataError(f"{path}: not a gzip file (it does not start with the gzip magic bytes 1f 8b)")
-    pixels = parse_idx(payload, str(path))
+    return stored
+
+
+def _blobs(path: Path, stored: bytes, payload: bytes) -> dict[str, bytes]:
+    """What a checksum may match: the file as stored, and its decompressed payload."""
     blobs = {path.name: stored}
     if payload is not stored:
         blobs[path.name.removesuffix(".gz")] = payload
-    _verify(path, spec, blobs)
-    return pixels
+    return blobs
+
+
+def parse_idx_labels(payload: bytes, where: str) -> np.ndarray:
+    """IDX label bytes -> (N,) uint8 view. Big-endian header: magic 0x801, then N."""
+    magic = struct.unpack(">I", payload[:4])[0] if len(payload) >= 4 else None
+    if magic == IDX_IMAGES:
+        raise DataError(f"{where}: holds images (IDX magic 0x{magic:08x}), not labels; point at the *-labels-* file")
+    if magic is not None and magic != IDX_LABELS:
+        raise DataError(f"{where}: not an IDX label file (magic number 0x{magic:08x}, expected 0x{IDX_LABELS:08x})")
+    if len(payload) < 8:
+        raise DataError(f"{where}: truncated IDX file ({len(payload)} bytes; the label header alone is 8)")
+    n = struct.unpack(">I", payload[4:8])[0]
+    if len(payload) - 8 != n:
+        raise DataError(f"{where}: truncated or padded IDX file ({len(payload) - 8} labels, the header says {n})")
+    return np.frombuffer(payload, np.uint8, offset=8)
 
 
 def parse_idx(payload: bytes, where: str) -> np.ndarray:

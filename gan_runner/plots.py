@@ -36,5 +36,18 @@ def image_grid(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.nda
     return grid[..., 0] if c == 1 else grid
 
 
+def class_histogram_figure(histogram: np.ndarray, threshold: float, title: str) -> plt.Figure:
+    """Bar per digit class (fraction of the fakes the classifier puts there) and the coverage
+    threshold as a dashed line: mode collapse at a glance."""
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    sns.barplot(x=np.arange(len(histogram)), y=np.asarray(histogram, np.float64), native_scale=True, color="steelblue", ax=ax)
+    ax.set_xticks(np.arange(len(histogram)))
+    ax.axhline(threshold, color="red", linestyle="--", linewidth=1, label=f"coverage threshold {threshold:g}")
+    ax.set(xlabel="digit class", ylabel="fraction of fakes", title=title)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
 def close(fig: plt.Figure) -> None:
     plt.close(fig)

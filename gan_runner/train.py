@@ -37,6 +37,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     checkpoint.check_writable(root)
     resumed = checkpoint.load_for_resume(cfg, root) if cfg.resume else None
     real = data.load(cfg.data, cfg.seed)
+    prepare = getattr(registry.get_model(cfg.model.name), "prepare", None)
+    if prepare is not None:  # the model's own set-up (dcgan: its digit classifier), before the run exists
+        configure_threads(cfg.trainer)  # before TensorFlow's runtime starts
+        prepare(cfg)
     run_id = resumed.meta["run_id"] if resumed else None
     folder = None
     try:
@@ -150,6 +154,7 @@ class Trainer:
         self._step = int(self.gan.step.numpy())
         self._chunk = 1  # steps in the next chunk; the first one mostly traces the graph
         self._pinned = 0  # consecutive logged values that meet the early-stop rule
+        self._best: tuple[int, float, list] | None = None  # (step, objective, G's weights) of the best eval
 
     def generate(self, n: int) -> np.ndarray:
         """n fakes from evaluation noise fixed for the whole run (the same z at every eval, so
@@ -187,7 +192,9 @@ class Trainer:
                     self._log(values, step)
                     final = final or self._early_stop(step)
                 if step % cfg.eval_every == 0 or final:
-                    self._log(self.model.evaluate(self.generate, self.real, cfg, step), step)
+                    values = self.model.evaluate(self.generate, self.real, cfg, step)
+                    self._log(values, step)
+                    self._keep_best(values, step)
                 grids, figures = step % cfg.sample_every == 0 or final, step % cfg.plot_every == 0 or final
                 if grids or figures:
                     self._pictures(step, grids, figures)
@@ -253,6 +260,17 @@ class Trainer:
                     self.tracker.log_figure(picture, f"plots/{name}_step{step:07d}.png")
                 plots.close(picture)
 
+    def _keep_best(self, values: dict[str, float], step: int) -> None:
+        """The best evaluation by the objective (objective_mode) so far: metric best/<name> at
+        its step, G's weights kept in memory (weights/best/ and tag best_step at the end)."""
+        value = values.get(self.cfg.objective)
+        if value is None or not math.isfinite(value):
+            return
+        sign = 1.0 if self.cfg.objective_mode == "min" else -1.0
+        if self._best is None or sign * value < sign * self._best[1]:
+            self._best = (step, value, [w.copy() for w in self.gan.generator.get_weights()])
+            self._log({f"best/{self.cfg.objective.rsplit('/', 1)[-1]}": value}, step)
+
     def _save_weights(self) -> None:
         if self.tracker.run_id is None:
             return
@@ -261,6 +279,16 @@ class Trainer:
                 path = Path(tmp) / f"{net.name}.weights.h5"
                 net.save_weights(path)
                 self.tracker.log_artifact(path, "weights")
+            if self._best is not None:  # G at the best step: swapped in, saved, swapped back
+                step, value, weights = self._best
+                best = Path(tmp) / "best" / "generator.weights.h5"
+                best.parent.mkdir()
+                current = self.gan.generator.get_weights()
+                self.gan.generator.set_weights(weights)
+                self.gan.generator.save_weights(best)
+                self.gan.generator.set_weights(current)
+                self.tracker.log_artifact(best, "weights/best")
+                self.tracker.set_tags({"best_step": str(step), "best_value": f"{self.cfg.objective}={value:.6g}"})
         if self.cfg.tracking.log_model:  # signature from 2 fakes of the run's fixed eval noise
             fakes = self.generate(2)
             self.tracker.log_keras_model(self.gan.generator, "generator", self._eval_noise[2], fakes)

@@ -1,15 +1,18 @@
-"""The seed's DCGAN (SEED.md section 2, from Atienza's book): networks, image metrics, and the
-sample grid. Layer sizes come from `model.*` (checked in config.py: equal list lengths, and
+"""The seed's DCGAN (SEED.md section 2, from Atienza's book): networks, sample-quality metrics
+from a digit classifier (FD, MNIST score, coverage), the sample grid and the class histogram.
+Layer sizes come from `model.*` (checked in config.py: equal list lengths, and
 g_start x product(g_strides) = 28)."""
 
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 import keras
 import numpy as np
+from omegaconf import OmegaConf
 
-from gan_runner import metrics, plots
+from gan_runner import classifier, plots
 
 
 def latent_dim(model_cfg) -> int:
@@ -42,21 +45,65 @@ def build_discriminator(model_cfg, sample_shape: tuple[int, ...]) -> keras.Model
     return keras.Sequential(layers, name="discriminator")
 
 
+# ---- judging the digits (gan_runner/classifier.py, gan_runner/image_metrics.py) ---------------
+
+_JUDGES: dict[str, classifier.Judge] = {}  # one per data + classifier config in this process
+_LAST_HISTOGRAM: dict = {}  # the latest evaluation's class histogram, for pictures() at that step
+
+
+def prepare(cfg) -> classifier.Judge:
+    """The run's judge (digit classifier + reference digits), loaded from the cache or trained
+    once per process before the run starts; a too large eval.n_fake or missing labels fail here
+    with one line, before any MLflow run exists."""
+    key = json.dumps([cfg.data.name, cfg.data.path, OmegaConf.to_container(cfg.eval.classifier, resolve=True),
+                      cfg.eval.coverage_threshold], sort_keys=True, default=str)
+    if key not in _JUDGES:
+        _JUDGES[key] = classifier.judge_for(cfg.data, cfg.eval)
+    judge = _JUDGES[key]
+    judge.check_n(int(cfg.eval.n_fake))
+    return judge
+
+
+def reference_metrics(real: np.ndarray, cfg, rng: np.random.Generator) -> dict[str, float]:
+    """Once per run (step 0): eval/fd_floor, the FD between two disjoint sets of eval.n_fake real
+    reference digits (what "as good as real" reads at this N), and the classifier's held-out
+    accuracy on the reference digits. Deterministic: the split is fixed, `rng` is not needed."""
+    judge = prepare(cfg)
+    n = int(cfg.eval.n_fake)
+    return {"eval/fd_floor": judge.floor(n),
+            "classifier/accuracy": judge.accuracy,
+            "classifier/n_train": float(len(judge.split.train.labels)),
+            "classifier/n_reference": float(judge.n_reference),
+            "classifier/cached": float(not judge.classifier.trained),
+            "classifier/train_s": judge.classifier.train_s}
+
+
 def evaluate(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step: int) -> dict[str, float]:
-    """Cheap image statistics of eval.n_fake fakes against as many real images (no Inception
-    net offline, so no FID): pixel-intensity KL, distance of the mean images, and diversity
-    (mean per-pixel std of the fakes over that of the reals: ~0 when G collapses to one image)."""
-    fake = generate(cfg.eval.n_fake).astype(np.float64)  # (n, 28, 28, 1)
-    ref = real[:cfg.eval.n_fake].astype(np.float64)
-    return {
-        "eval/pixel_kl": metrics.histogram_kl(ref.ravel(), fake.ravel(), bins=cfg.eval.bins),
-        "eval/mean_image_rmse": float(np.sqrt(np.mean((ref.mean(0) - fake.mean(0)) ** 2))),
-        "eval/diversity": float(fake.std(0).mean() / max(ref.std(0).mean(), 1e-8)),
-    }
+    """eval.n_fake fakes (fixed noise) against as many reference digits, through the classifier:
+    eval/fd (logits' Frechet distance; lower is better, eval/fd_floor is real vs real),
+    eval/mnist_score (1 = one class ... 10 = ten confident classes) and eval/coverage (classes
+    with >= eval.coverage_threshold of the fakes; below 10 = modes missing)."""
+    scores = prepare(cfg).scores(generate(int(cfg.eval.n_fake)))
+    _LAST_HISTOGRAM.update(owner=_owner(generate), step=step, histogram=scores["histogram"])
+    return {"eval/fd": scores["fd"], "eval/mnist_score": scores["mnist_score"], "eval/coverage": float(scores["coverage"])}
+
+
+def _owner(generate) -> int:
+    return id(getattr(generate, "__self__", generate))  # the Trainer behind a bound method
 
 
 def pictures(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step: int) -> dict:
     """The seed's 4x4 grid: the same model.grid_rows x grid_cols noise vectors at every call
-    (generate(n) uses noise fixed for the run), as one uint8 image."""
+    (generate(n) uses noise fixed for the run), as one uint8 image; and the class histogram of
+    the eval.n_fake fakes as a bar chart (the evaluation's at this step, else computed)."""
     rows, cols = int(cfg.model.grid_rows), int(cfg.model.grid_cols)
-    return {"samples": plots.image_grid(generate(rows * cols), rows, cols)}
+    last = _LAST_HISTOGRAM
+    if last.get("step") == step and last.get("owner") == _owner(generate):
+        histogram = last["histogram"]
+    else:
+        histogram = prepare(cfg).scores(generate(int(cfg.eval.n_fake)))["histogram"]
+    threshold = float(cfg.eval.coverage_threshold)
+    return {"samples": plots.image_grid(generate(rows * cols), rows, cols),
+            "classes": plots.class_histogram_figure(
+                histogram, threshold, f"Digit classes of {cfg.eval.n_fake} fakes (step {step}); "
+                                      f"coverage {int((histogram >= threshold).sum())}/10")}

@@ -1,0 +1,209 @@
+"""`python -m gan_runner.evaluate SOURCE [key=value ...]`: score generated digits the way a
+dcgan run's evaluation does (eval/fd, eval/fd_floor, eval/mnist_score, eval/coverage), for
+comparing with other tools.
+
+SOURCE is one of
+  * a .npy of images, shape (N, 28, 28) or (N, 28, 28, 1), floats in [0, 1] or uint8 0-255
+    (the first eval.n_fake are scored);
+  * a generator's .weights.h5 (the architecture from --config, e.g. a run's config.yaml
+    artifact, else from model=dcgan plus the overrides);
+  * an MLflow run id: its config.yaml and weights/generator.weights.h5 (--best:
+    weights/best/generator.weights.h5) from tracking.uri. A generator's N fakes come from the
+    same fixed noise as the run's evaluations, so the final weights reproduce its last eval/fd.
+key=value are config overrides (data.path=..., eval.n_fake=..., eval.classifier.cache_dir=...,
+tracking.uri=..., seed=...). Bad input: one line on stderr, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from gan_runner.config import ConfigError
+from gan_runner.images import DataError
+
+EXIT_BAD_INPUT = 2
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class BadInput(ValueError):
+    """The source cannot be scored; one line for the user."""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m gan_runner.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="images .npy | generator .weights.h5 | MLflow run id")
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
+    parser.add_argument("--config", help="with a .weights.h5: the run's config.yaml (default: model=dcgan + overrides)")
+    parser.add_argument("--best", action="store_true", help="with a run id: the weights of the run's best step")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    return parser.parse_args(argv)
+
+
+def compose(overrides: list[str], base: str | None = None) -> DictConfig:
+    """The validated config: a saved config.yaml plus the overrides, or the composed model=dcgan."""
+    from gan_runner.config import validate
+
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise BadInput(f"'{bad[0]}': overrides are key=value (e.g. data.path=/data/mnist)")
+    if base is None:
+        from hydra import compose as hydra_compose
+        from hydra import initialize_config_dir
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        from gan_runner.config import CONF_DIR
+
+        try:
+            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+                return validate(hydra_compose(config_name="config", overrides=["model=dcgan", *overrides]))
+        except (HydraException, OmegaConfBaseException) as err:
+            raise BadInput(str(err).splitlines()[0]) from None
+    try:
+        saved = OmegaConf.load(base)
+    except (OSError, ValueError) as err:
+        raise BadInput(f"--config {base}: cannot read it as YAML ({str(err).splitlines()[0]})") from None
+    return validate(OmegaConf.merge(saved, OmegaConf.from_dotlist(overrides)))
+
+
+def load_images(path: Path, n: int) -> np.ndarray:
+    """The first n images of a .npy as float32 (n, 28, 28, 1) in [0, 1]."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise BadInput(f"{path}: not a readable .npy file ({str(err).splitlines()[0]})") from None
+    if x.ndim == 4 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim != 3 or x.shape[1:] != (28, 28):
+        raise BadInput(f"{path}: images have shape {x.shape}, expected (N, 28, 28) or (N, 28, 28, 1)")
+    if len(x) < n:
+        raise BadInput(f"{path}: {len(x)} images, eval.n_fake={n}; pass eval.n_fake={len(x)} "
+                       "(compare FDs only at equal N)")
+    x = x[:n]
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) / 255.0)[..., None]
+    if not np.issubdtype(x.dtype, np.floating):
+        raise BadInput(f"{path}: pixels are {x.dtype}; expected floats in [0, 1] or uint8 0-255")
+    finite = np.isfinite(x.reshape(n, -1)).all(axis=1)
+    if not finite.all():
+        raise BadInput(f"{path}: {int((~finite).sum())} of {n} images hold NaN or inf")
+    if x.min() < 0 or x.max() > 1:
+        raise BadInput(f"{path}: float pixels must be in [0, 1], got {x.min():.4g}..{x.max():.4g} "
+                       "(uint8 0-255 is also accepted)")
+    return x.astype(np.float32)[..., None]
+
+
+def generate(cfg: DictConfig, weights: Path, n: int) -> np.ndarray:
+    """n fakes from the generator's weights, with the noise a run's evaluation uses (seed, n)."""
+    from gan_runner import registry
+
+    model = registry.get_model(cfg.model.name)
+    generator = model.build_generator(cfg.model)
+    try:
+        generator.load_weights(weights)
+    except ValueError as err:
+        raise BadInput(f"{weights}: does not fit model {cfg.model.name} ({str(err).splitlines()[0][:200]})") from None
+    # the same draw as train.Trainer.generate: U(-1, 1) from default_rng([seed, n])
+    z = np.random.default_rng([cfg.seed, n]).uniform(-1, 1, (n, model.latent_dim(cfg.model))).astype(np.float32)
+    fakes = np.concatenate([generator(z[i:i + 1000], training=False).numpy() for i in range(0, n, 1000)])
+    if not np.isfinite(fakes).all():
+        raise BadInput(f"{weights}: the generator outputs NaN or inf")
+    return fakes
+
+
+def resolve(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, np.ndarray, str]:
+    """(config, the images to score, a description of the source)."""
+    source = args.source
+    path = Path(source).expanduser()
+    if path.suffix == ".npy" or (path.is_file() and not source.endswith(".weights.h5")):
+        if not path.is_file():
+            raise BadInput(f"{source}: no such file")
+        cfg = compose(args.overrides)
+        return cfg, load_images(path, int(cfg.eval.n_fake)), f"{path} (images)"
+    if source.endswith(".weights.h5"):
+        if not path.is_file():
+            raise BadInput(f"{source}: no such file")
+        cfg = compose(args.overrides, args.config)
+        return cfg, generate(cfg, path, int(cfg.eval.n_fake)), f"{path} (generator)"
+    if RUN_ID.fullmatch(source):
+        return from_run(args, tmp)
+    raise BadInput(f"{source}: not a .npy file, a .weights.h5 file, or an MLflow run id (32 hex characters)")
+
+
+def from_run(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, np.ndarray, str]:
+    from gan_runner import tracking
+
+    uri = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("tracking.uri=")), None)
+    tracking_cfg = OmegaConf.create({"uri": uri})
+    artifact = "weights/best" if args.best else "weights"
+    try:
+        config = tracking.download_artifacts(tracking_cfg, args.source, "config.yaml", tmp / "config")
+        folder = tracking.download_artifacts(tracking_cfg, args.source, artifact, tmp / "weights")
+    except LookupError as err:
+        raise BadInput(f"run {args.source}: {err}") from None
+    weights = Path(folder) / "generator.weights.h5"
+    if not weights.is_file():
+        raise BadInput(f"run {args.source}: no {artifact}/generator.weights.h5 among its artifacts")
+    cfg = compose(args.overrides, str(config))
+    return cfg, generate(cfg, weights, int(cfg.eval.n_fake)), f"run {args.source} ({artifact})"
+
+
+def score(cfg: DictConfig, fakes: np.ndarray) -> dict:
+    from gan_runner import classifier
+
+    judge = classifier.judge_for(cfg.data, cfg.eval)
+    n = len(fakes)
+    judge.check_n(n)
+    scores = judge.scores(fakes)
+    return {"n": n, "fd": scores["fd"], "fd_floor": judge.floor(n), "mnist_score": scores["mnist_score"],
+            "coverage": scores["coverage"], "histogram": [round(float(h), 4) for h in scores["histogram"]],
+            "classifier_accuracy": judge.accuracy, "classifier_cached": not judge.classifier.trained,
+            "classifier": str(judge.classifier.path), "split": judge.split.rule}
+
+
+def print_table(result: dict, source: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{source}: {result['n']} samples vs {result['n']} reference digits")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("meaning")
+    table.add_row("eval/fd", f"{result['fd']:.4f}", "Frechet distance of the classifier's logits (lower is better)")
+    table.add_row("eval/fd_floor", f"{result['fd_floor']:.4f}", f"the same for two disjoint real sets of {result['n']}")
+    table.add_row("eval/mnist_score", f"{result['mnist_score']:.4f}", "exp E KL(p(y|x) || p(y)): 10 ideal, 1 one class")
+    table.add_row("eval/coverage", str(result["coverage"]), "digit classes with >= the coverage threshold of the samples")
+    table.add_row("class histogram", " ".join(f"{h:.2f}" for h in result["histogram"]), "fraction per digit 0-9")
+    table.add_row("classifier accuracy", f"{result['classifier_accuracy']:.4f}",
+                  "on the reference digits (held out) " + ("(cached)" if result["classifier_cached"] else "(trained now)"))
+    Console().print(table)
+    print(f"split: {result['split']}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg, fakes, source = resolve(args, Path(tmp))
+            result = score(cfg, fakes)
+    except (BadInput, ConfigError, DataError) as err:
+        print(f"gan_runner.evaluate: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_table(result, source)
+    return result
+
+
+if __name__ == "__main__":
+    main()
