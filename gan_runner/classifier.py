@@ -166,7 +166,7 @@ def split(sets: list[LabelledSet]) -> Split:
     only = sets[0]
     order = np.random.default_rng(SPLIT_SEED).permutation(len(only.labels))
     half = len(order) // 2
-    ref, rest = np.sort(order[:half]), np.sort(order[half:])
+    ref, rest = order[:half], order[half:]  # shuffled order kept: the file's halves differ (writers)
     return Split(LabelledSet(only.images[rest], only.labels[rest], only.source, only.kind),
                  LabelledSet(only.images[ref], only.labels[ref], only.source, only.kind),
                  f"one set of {len(order)} digits, shuffled (seed {SPLIT_SEED}) and halved: "
@@ -236,7 +236,7 @@ def _fit(model, classifier_cfg, train: LabelledSet) -> None:
     batches = (tf.data.Dataset.from_tensor_slices((train.images, train.labels))
                .shuffle(len(train.labels), seed=int(classifier_cfg.seed)).repeat().batch(batch)
                .map(lambda x, y: (tf.cast(x, tf.float32)[..., None] / 255.0, y)).prefetch(2))
-    model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
+    model.fit(batches, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)  # shuffled above
 
 
 class Classifier:

@@ -74,7 +74,7 @@ class ClassifierConf:
     filters: list[int] = field(default_factory=lambda: [16, 32])  # Conv2D(f, 3, relu) -> MaxPool(2) each
     dense: int = 128
     dropout: float = 0.3
-    train_steps: int = 1000  # Adam updates, whatever the number of training digits
+    train_steps: int = 800  # Adam updates, whatever the number of training digits
     batch_size: int = 64
     learning_rate: float = 2.0e-3
     seed: int = 0

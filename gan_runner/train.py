@@ -37,9 +37,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     checkpoint.check_writable(root)
     resumed = checkpoint.load_for_resume(cfg, root) if cfg.resume else None
     real = data.load(cfg.data, cfg.seed)
+    configure_threads(cfg.trainer)  # before the model's module loads TensorFlow
     prepare = getattr(registry.get_model(cfg.model.name), "prepare", None)
     if prepare is not None:  # the model's own set-up (dcgan: its digit classifier), before the run exists
-        configure_threads(cfg.trainer)  # before TensorFlow's runtime starts
         prepare(cfg)
     run_id = resumed.meta["run_id"] if resumed else None
     folder = None
