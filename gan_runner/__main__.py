@@ -13,8 +13,10 @@ from omegaconf import DictConfig
 from gan_runner import sweep
 from gan_runner.config import CONF_DIR, ConfigError, check_group_overrides, validate
 from gan_runner.data import DataError
+from gan_runner.stopping import Diverged
 
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3  # a loss or the samples became NaN/inf
 
 
 def fail(message: str) -> None:
@@ -37,6 +39,10 @@ def main(cfg: DictConfig) -> float:
             return sweep.job_failed(cfg, overrides, err)
         if isinstance(err, (ConfigError, DataError)):
             fail(str(err))
+        if isinstance(err, Diverged):  # the run is FAILED with tag divergence=step N by now
+            print(f"gan_runner: error: {err} (on_divergence=raise; an MLflow run ends FAILED "
+                  f"with tag divergence=step {err.step})", file=sys.stderr)
+            sys.exit(EXIT_DIVERGED)
         raise
 
 

@@ -150,9 +150,13 @@ def _jsonable(value):
 
 
 def read(path: Path) -> Checkpoint:
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
-    meta = json.loads(arrays.pop("__meta__").tobytes())
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        meta = json.loads(arrays.pop("__meta__").tobytes())
+    except Exception as err:  # truncated, not a zip, no __meta__: damaged, or not a checkpoint
+        raise ConfigError(f"resume: {path} is not a readable checkpoint ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
     return Checkpoint(path, meta, arrays)
 
 
@@ -176,10 +180,11 @@ def locate(resume: str, root: Path) -> Path:
     path = Path(resume).expanduser()
     if path.is_file() and NAME.match(path.name):
         return path.resolve()
-    for folder in (path, root / resume):
+    places = list(dict.fromkeys([path.resolve(), (root / resume).resolve()]))  # an absolute path: one place
+    for folder in places:
         if checkpoints(folder):
-            return folder.resolve()
-    raise ConfigError(f"resume={resume}: no checkpoint found (looked in {path.resolve()} and {root / resume}); "
+            return folder
+    raise ConfigError(f"resume={resume}: no checkpoint found (looked in {' and '.join(map(str, places))}); "
                       "give a run id, a checkpoint folder or 'last'")
 
 

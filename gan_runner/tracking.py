@@ -259,10 +259,10 @@ def open_run(tracking_cfg, run_name: str, tags: dict[str, str], run_id: str | No
     else:
         run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     tracker = MlflowTracker(client, run.info.run_id, tracking_cfg.flush_every_s)
-    if run_id:
-        tracker.skip_logged()
     status = "FAILED"
     try:
+        if run_id:
+            tracker.skip_logged()
         yield tracker
         status = "FINISHED"
     except KeyboardInterrupt:
