@@ -37,6 +37,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     checkpoint.check_writable(root)
     resumed = checkpoint.load_for_resume(cfg, root) if cfg.resume else None
     real = data.load(cfg.data, cfg.seed)
+    if cfg.batch.size > len(real):  # image data: its size is known only once read
+        raise config_mod.ConfigError(f"batch.size: {cfg.batch.size} is larger than the data "
+                                     f"({len(real)} {cfg.data.name} samples; see data.n)")
     configure_threads(cfg.trainer)  # before the model's module loads TensorFlow
     prepare = getattr(registry.get_model(cfg.model.name), "prepare", None)
     if prepare is not None:  # the model's own set-up (dcgan: its digit classifier), before the run exists
