@@ -131,13 +131,20 @@ def _blobs(path: Path, stored: bytes, payload: bytes) -> dict[str, bytes]:
     return blobs
 
 
+def _check_magic(payload: bytes, where: str, wanted: int) -> None:
+    """The IDX magic number must be `wanted`; images for labels (or the reverse) get a hint."""
+    kinds = {IDX_IMAGES: "images", IDX_LABELS: "labels"}
+    magic = struct.unpack(">I", payload[:4])[0] if len(payload) >= 4 else None
+    if magic in kinds and magic != wanted:
+        raise DataError(f"{where}: holds {kinds[magic]} (IDX magic 0x{magic:08x}), not {kinds[wanted]}; "
+                        f"point at the *-{kinds[wanted]}-* file")
+    if magic is not None and magic != wanted:
+        raise DataError(f"{where}: not an IDX {kinds[wanted][:-1]} file (magic number 0x{magic:08x}, expected 0x{wanted:08x})")
+
+
 def parse_idx_labels(payload: bytes, where: str) -> np.ndarray:
     """IDX label bytes -> (N,) uint8 view. Big-endian header: magic 0x801, then N."""
-    magic = struct.unpack(">I", payload[:4])[0] if len(payload) >= 4 else None
-    if magic == IDX_IMAGES:
-        raise DataError(f"{where}: holds images (IDX magic 0x{magic:08x}), not labels; point at the *-labels-* file")
-    if magic is not None and magic != IDX_LABELS:
-        raise DataError(f"{where}: not an IDX label file (magic number 0x{magic:08x}, expected 0x{IDX_LABELS:08x})")
+    _check_magic(payload, where, IDX_LABELS)
     if len(payload) < 8:
         raise DataError(f"{where}: truncated IDX file ({len(payload)} bytes; the label header alone is 8)")
     n = struct.unpack(">I", payload[4:8])[0]
@@ -148,11 +155,7 @@ def parse_idx_labels(payload: bytes, where: str) -> np.ndarray:
 
 def parse_idx(payload: bytes, where: str) -> np.ndarray:
     """IDX image bytes -> (N, 28, 28) uint8 view. Big-endian header: magic, then N, rows, cols."""
-    magic = struct.unpack(">I", payload[:4])[0] if len(payload) >= 4 else None
-    if magic == IDX_LABELS:
-        raise DataError(f"{where}: holds labels (IDX magic 0x{magic:08x}), not images; point at the *-images-* file")
-    if magic is not None and magic != IDX_IMAGES:
-        raise DataError(f"{where}: not an IDX image file (magic number 0x{magic:08x}, expected 0x{IDX_IMAGES:08x})")
+    _check_magic(payload, where, IDX_IMAGES)
     if len(payload) < 16:
         raise DataError(f"{where}: truncated IDX file ({len(payload)} bytes; the image header alone is 16)")
     n, rows, cols = struct.unpack(">III", payload[4:16])
