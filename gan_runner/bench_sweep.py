@@ -35,6 +35,9 @@ def timed_cli(args: list[str], folder: Path) -> tuple[float, list[dict[str, floa
     wall = time.perf_counter() - started
     client = MlflowClient(tracking_uri=store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    failed = [r.data.tags.get("error", r.info.status) for r in runs if r.info.status != "FINISHED"]
+    if failed:
+        raise RuntimeError(f"gan_runner {' '.join(args)}: {len(failed)} runs did not finish: {failed[0]}")
     return wall, [r.data.metrics for r in runs if "perf/loop_s" in r.data.metrics]
 
 

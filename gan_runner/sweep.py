@@ -6,7 +6,8 @@ launching process: `on_multirun_start` creates the store, the experiment and the
 once, before any job starts (parallel jobs creating a fresh SQLite store race in MLflow's
 migrations and in set_experiment: mlflow #979, #10334), and hands the parent's id to the jobs
 through environment variables, which joblib's and submitit's worker processes inherit (they
-are spawned after this hook; sbatch exports the environment too). `on_multirun_end` writes the
+are spawned after this hook; sbatch exports the environment too; Ray workers get them through
+runtime_env in conf/hydra/launcher/ray_cluster.yaml). `on_multirun_end` writes the
 sweep's summary on the parent and ends it; a sweep that aborts ends it FAILED at exit.
 
 A job that fails inside a multirun (bad value, missing data, divergence) is recorded as a FAILED
@@ -101,14 +102,15 @@ def job_tags() -> dict[str, str]:
 def threads_per_job() -> int:
     """TensorFlow threads for a job of a multirun whose jobs share cores: joblib's n_jobs jobs at
     once on this machine get cores // n_jobs each (2 jobs on 2 cores: 1 thread each, not 2 x 2
-    fighting over the cores); a submitit job gets its cpus_per_task (TF would see the whole
-    node). 0 (TF's default) elsewhere; trainer.*_op_threads > 0 overrides this."""
+    fighting over the cores); a submitit job its cpus_per_task, a Ray job its num_cpus (TF would
+    see the whole node). 0 (TF's default) elsewhere; trainer.*_op_threads > 0 overrides this."""
     if not in_multirun():
         return 0
     from hydra.core.hydra_config import HydraConfig
 
     launcher = HydraConfig.get().launcher
-    cpus = OmegaConf.select(launcher, "cpus_per_task", default=None)
+    cpus = OmegaConf.select(launcher, "cpus_per_task", default=None)  # submitit
+    cpus = cpus or OmegaConf.select(launcher, "ray.remote.num_cpus", default=None)  # hydra-ray-launcher
     if isinstance(cpus, int) and cpus > 0:
         return cpus
     n_jobs = OmegaConf.select(launcher, "n_jobs", default=None)
