@@ -37,6 +37,7 @@ def scenarios(tmp: Path) -> dict:
 
     from conftest import compose_cfg, metric_history
     from gan_runner import distribute, train
+    from gan_runner.config import ConfigError
 
     store = f"sqlite:///{tmp / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=store)
@@ -56,6 +57,11 @@ def scenarios(tmp: Path) -> dict:
            "default": run("default"), "mirrored": run("mirrored", "trainer.strategy=mirrored")}
     # Stop at step 10 (train_steps is allowed to change on resume), then resume to 20.
     half = run("half", "trainer.strategy=mirrored", "train_steps=10")
+    try:  # the other strategy: refused before anything runs
+        run("half", f"resume={half['run_id']}")
+        out["refused"] = ""
+    except ConfigError as err:
+        out["refused"] = str(err)
     out["resumed"] = run("half", "trainer.strategy=mirrored", f"resume={half['run_id']}")
     return out
 
@@ -82,6 +88,10 @@ def test_mirrored_losses_match_one_device_at_equal_global_batch(result):
         assert [s for s, _ in one] == [s for s, _ in two] == list(range(1, 21)), key
         assert [v for _, v in two] == pytest.approx([v for _, v in one], rel=1e-4, abs=1e-5), key
         assert len({v for _, v in two}) > 10, key  # training moved: not a constant that matches by accident
+
+
+def test_resume_with_another_strategy_is_refused(result):
+    assert "trainer.strategy: mirrored -> default" in result["refused"]
 
 
 def test_mirrored_resume_continues_the_same_run_exactly(result):
