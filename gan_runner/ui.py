@@ -31,6 +31,7 @@ EXIT_BAD_INPUT = 2
 ML_VIEW = "workflowType=machine_learning"
 RUN_NAME_CELL = "[role=gridcell][col-id*='Run Name']"  # the runs table (ag-grid)
 ARTIFACT_NODE = "[data-testid=artifact-tree-node]"
+CHART_CARD = "[data-testid=experiment-view-compare-runs-card]"  # one chart on a run's Model metrics tab
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMEDRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -58,35 +59,40 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float) -> None
     raise RuntimeError(f"mlflow server did not answer at {url} within {timeout_s:.0f} s")
 
 
-def stop(process: subprocess.Popen, timeout_s: float = 15) -> int:
-    """Ctrl-C for the server's whole process group (mlflow, uvicorn, its job runner), as a
-    terminal would send it; SIGKILL only if it does not end in time."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return process.returncode
+def end_group(process: subprocess.Popen, sig: int, timeout_s: float = 20) -> int:
+    """Send `sig` to the process group led by `process` and wait until every process of the
+    group has ended (uvicorn outlives the mlflow CLI by a moment); SIGKILL what is left then."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        os.killpg(process.pid, sig)
+        while time.monotonic() < deadline:
+            process.poll()
+            os.killpg(process.pid, 0)  # ProcessLookupError once the group is empty
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return process.wait()
 
 
 @contextmanager
-def serve(uri: str, port: int | None = None, timeout_s: float = 120, log: Path | None = None) -> Iterator[str]:
-    """`python -m gan_runner.ui` (what `make ui` runs) over `uri` in the background; yields its
-    URL once it answers and stops it with Ctrl-C afterwards."""
+def serve(cwd: Path, uri: str | None = None, port: int | None = None, timeout_s: float = 180,
+          log: Path | None = None) -> Iterator[str]:
+    """`python -m gan_runner.ui` (what `make ui` runs) started from folder `cwd`, in the
+    background; yields its URL once it answers and stops it with Ctrl-C afterwards. Without
+    `uri` the store is found as `make ui` finds it there: $MLFLOW_TRACKING_URI is not passed on,
+    so it is <cwd>/mlflow.db, where the runner writes by default."""
     port = port or free_port()
-    out = open(log, "w") if log else subprocess.DEVNULL
-    command = [sys.executable, "-m", "gan_runner.ui", "--port", str(port), "--tracking-uri", uri]
-    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, process, timeout_s)
-        yield url
-    finally:
-        stop(process)
-        if log:
-            out.close()
+    command = [sys.executable, "-m", "gan_runner.ui", "--port", str(port)] + (["--tracking-uri", uri] if uri else [])
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    with open(log or os.devnull, "w") as out:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_up(url, process, timeout_s)
+            yield url
+        finally:  # Ctrl-C, as a terminal sends it to the group `make ui` runs in
+            end_group(process, signal.SIGINT)
 
 
 def main() -> None:
@@ -104,15 +110,23 @@ def main() -> None:
         sys.exit(EXIT_BAD_INPUT)
     print(f"MLflow UI: http://127.0.0.1:{args.port}/#/experiments?{ML_VIEW}\n"
           f"  store: {uri}\n  Ctrl-C stops it", flush=True)
-    process = subprocess.Popen(tracking.ui_command(uri, args.port, workers=args.workers))
+    sys.exit(run_server(uri, args.port, args.workers))
+
+
+def run_server(uri: str, port: int, workers: int) -> int:
+    """`mlflow server` in its own process group until it exits or this process gets Ctrl-C /
+    SIGTERM; then SIGTERM for the whole group: uvicorn shuts down quietly (SIGINT reaching it
+    straight from the terminal prints tracebacks)."""
+    # MLflow's job runner only serves GenAI features (judges, prompt optimization): not started.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    server = subprocess.Popen(tracking.ui_command(uri, port, workers=workers), env=env, start_new_session=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: the same clean stop
     try:
-        sys.exit(process.wait())
-    except KeyboardInterrupt:  # the terminal sent SIGINT to mlflow too; let it shut down
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        return server.wait()
+    except KeyboardInterrupt:
+        end_group(server, signal.SIGTERM)
         print("MLflow UI stopped", flush=True)
+        return 0
 
 
 # ---- headless Chromium on the UI (selenium + Debian's chromium / chromium-driver) -------------
@@ -145,10 +159,13 @@ class UiPage:
     """The pages and checks the test and the README pictures need, by stable selectors."""
 
     def __init__(self, driver, url: str, timeout_s: float = 60):
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
         self.driver, self.url = driver, url
-        self.wait = WebDriverWait(driver, timeout_s, poll_frequency=0.25)
+        # React re-renders replace elements under a reference: such a poll is simply retried
+        self.wait = WebDriverWait(driver, timeout_s, poll_frequency=0.25,
+                                  ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
 
     def open(self, route: str) -> None:
         """A hash route, e.g. 'experiments/1/runs'; closes the assistant panel that covers the page."""
@@ -199,6 +216,44 @@ class UiPage:
 
         return self.wait.until(loaded, message=f"no artifact image rendered on {self.driver.current_url}")
 
+    def chart_card(self, title: str, section: str):
+        """On a run's Model metrics tab: the chart titled `title` (a metric's last name part, or
+        an image key) in `section` (the metric's prefix, 'Model metrics' for images), scrolled
+        into view: charts are drawn only when in view."""
+        header = self.find_text(section, "[data-testid=experiment-view-compare-runs-section-header]")
+        self.driver.execute_script("arguments[0].scrollIntoView()", header)
+        card = self.wait.until(lambda d: next((c for c in d.find_elements("css selector", CHART_CARD)
+                                               if c.text.split("\n")[0] == title), None),
+                               message=f"no chart {title!r} in section {section!r}")
+        self.driver.execute_script("arguments[0].scrollIntoView()", card)
+        return card
+
+    def line_chart(self, title: str, section: str):
+        """A metric's chart once Plotly drew its line(s): the line elements."""
+        return self.wait.until(lambda _: self.chart_card(title, section).find_elements("css selector", ".js-plotly-plot path.js-line"),
+                               message=f"the chart {title!r} drew no line")
+
+    def image_chart(self, key: str, step: int):
+        """The image chart of `key` (one logged image per step) moved to `step`; its <img> once
+        loaded. The chart opens on step 0 and its slider moves one logged step per arrow key."""
+        from selenium.webdriver.common.keys import Keys
+
+        wanted = f"step%2B{step}%2B"  # in the image's URL: images/<key>+step+<step>+timestamp+...
+
+        def shown(_):
+            card = self.chart_card(key, "Model metrics")  # found again: the card re-renders
+            image = next((img for img in card.find_elements("css selector", "img[src*=get-artifact]")
+                          if wanted in img.get_attribute("src") and self.natural_size(img)[0] > 0), None)
+            if image is None:
+                thumb = card.find_element("css selector", "[role=slider]")
+                thumb.click()
+                thumb.send_keys(Keys.ARROW_RIGHT if int(thumb.get_attribute("aria-valuenow")) < step else Keys.ARROW_LEFT)
+            return image
+
+        image = self.wait.until(shown, message=f"image chart {key!r} showed no image of step {step}")
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)  # below the run's params
+        return image
+
     def natural_size(self, img) -> tuple[int, int]:
         return tuple(self.driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img))
 
@@ -207,11 +262,6 @@ class UiPage:
         self.find(RUN_NAME_CELL)
         for button in self.driver.find_elements("css selector", f"{RUN_NAME_CELL} button"):
             button.click()  # the only button in a run-name cell: the +/- of a parent run
-
-    def charts(self) -> list:
-        """Plotly charts that drew at least one line."""
-        return [c for c in self.driver.find_elements("css selector", ".js-plotly-plot")
-                if c.find_elements("css selector", "path.js-line, .scatterlayer .trace path")]
 
     def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

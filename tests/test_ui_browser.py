@@ -1,0 +1,98 @@
+"""The MLflow UI as a person sees it: `python -m gan_runner.ui` (what `make ui` runs) started in
+the folder of a real store (conftest.filled_store: a sweep of 2 gaussian1d jobs and a DCGAN
+run), driven by headless Chromium (Debian's chromium + chromium-driver, through selenium).
+
+Checks: the sweep's parent run and, unfolded, its jobs are listed by name; a job's Model
+metrics tab draws its metric charts; the DCGAN run's sample grid renders in its image chart and
+as an artifact at its exact size; the KDE plot renders; Ctrl-C stops the UI. Screenshots go to
+$GAN_RUNNER_SCREENSHOTS (a folder; default: the test's temp folder) for a person to look at.
+
+Without Chromium the tests fail with the apt-get line to run (.ci/run installs the packages);
+`pytest -m "not browser"` leaves them out.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from gan_runner import ui
+
+pytestmark = pytest.mark.browser
+GRID_PAD = 2  # plots.image_grid's padding between digits
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("GAN_RUNNER_SCREENSHOTS") or tmp_path_factory.mktemp("ui_screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    ui.find_chromium()  # fails with the apt-get line when Chromium is missing
+    driver = ui.chromium()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page(filled_store, browser, tmp_path_factory):
+    """The UI served from the store's folder, as `make ui` would be from there; stopped with
+    Ctrl-C afterwards, and checked to be gone."""
+    log = tmp_path_factory.mktemp("ui_log") / "ui.log"
+    with ui.serve(filled_store.folder, log=log) as url:
+        yield ui.UiPage(browser, url)
+    text = log.read_text()
+    assert "MLflow UI stopped" in text and f"store: {filled_store.uri}" in text, text[-2000:]
+    with pytest.raises(OSError):  # nothing answers any more
+        import urllib.request
+        urllib.request.urlopen(f"{url}/health", timeout=2)
+
+
+def test_the_sweep_and_its_jobs_are_listed_by_name(filled_store, page, shots):
+    s = filled_store
+    started = time.monotonic()
+    page.open(f"experiments/{s.parent.info.experiment_id}/runs")
+    page.find_text(s.parent.info.run_name, "a")  # the sweep's parent run ...
+    page.expand_parent_runs()
+    for child in s.children:  # ... and, unfolded, the jobs nested under it
+        link = page.find_text(child.info.run_name, "a")
+        assert child.info.run_id in link.get_attribute("href")
+    page.screenshot(shots / "runs_list.png")
+    print(f"runs list: {time.monotonic() - started:.1f} s")
+
+
+def test_a_jobs_metric_charts_and_kde_plot_render(filled_store, page, shots):
+    s = filled_store
+    run = s.children[0]
+    page.open(f"experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+    page.tab("Model metrics")
+    page.line_chart("kl_target", "eval")  # eval/kl_target, the objective
+    page.screenshot(shots / "run_metrics.png")
+    page.tab("Artifacts")
+    page.open_artifact("plots/kde_step0000030.png")
+    assert page.natural_size(page.previewed_image()) == (600, 400)  # plots.kde_figure: 6 x 4 in at 100 dpi
+    page.screenshot(shots / "run_kde_plot.png")
+
+
+def test_the_dcgan_sample_grid_renders_per_step_and_as_an_artifact(filled_store, page, shots):
+    s = filled_store
+    run = s.dcgan
+    rows, cols = int(run.data.params["model.grid_rows"]), int(run.data.params["model.grid_cols"])
+    grid_size = (cols * (28 + GRID_PAD) + GRID_PAD, rows * (28 + GRID_PAD) + GRID_PAD)
+    page.open(f"experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+    page.tab("Model metrics")
+    page.image_chart("samples", step=2)  # the per-step image view of key "samples": both steps
+    page.image_chart("samples", step=4)
+    page.screenshot(shots / "dcgan_samples_chart.png")
+    (grid,) = [p for p in s.client.list_artifacts(run.info.run_id, "images")
+               if p.path.startswith("images/samples+step+4+") and p.path.endswith(".png")]
+    page.tab("Artifacts")
+    page.open_artifact(grid.path)
+    assert page.natural_size(page.previewed_image()) == grid_size
+    page.screenshot(shots / "dcgan_samples_artifact.png")
