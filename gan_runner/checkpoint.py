@@ -71,7 +71,10 @@ def root_dir(cfg) -> Path:
 
 
 def check_writable(folder: Path) -> None:
-    """Fail before training (and before any MLflow run) if checkpoints cannot be written."""
+    """Fail before training (and before any MLflow run) if checkpoints cannot be written. By
+    writing for real (permission bits do not stop root); folders made for the probe are removed
+    again, so a command that fails later leaves nothing behind."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # innermost first
     probe = folder / f".probe-{os.getpid()}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -79,6 +82,12 @@ def check_writable(folder: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise ConfigError(f"checkpoint.dir: cannot write checkpoints to {folder} ({err.strerror or err})") from None
+    finally:
+        for path in made:
+            try:
+                path.rmdir()
+            except OSError:  # not made by us after all, or no longer empty
+                break
 
 
 def checkpoints(folder: Path) -> list[Path]:

@@ -249,14 +249,16 @@ def _merge(schema: type, node: Any, where: str) -> DictConfig:
             kind = _type_name(reason)
             raise ConfigError(f"{full}: expected {kind}, got '{value}'") from None
         if "Key '" in reason and "not in" in reason:
-            bad = reason.split("'")[1]
-            allowed = ", ".join(f.name for f in schema.__dataclass_fields__.values())
-            raise ConfigError(f"{where + '.' if where else ''}{bad}: unknown key; allowed: {allowed}") from None
+            # object_type: the (nested) schema that lacks the key, e.g. OptimizerConf for optimizer.nope
+            owner = getattr(err, "object_type", None)
+            owner = owner if hasattr(owner, "__dataclass_fields__") else schema
+            allowed = ", ".join(f.name for f in owner.__dataclass_fields__.values())
+            raise ConfigError(f"{full}: unknown key; allowed: {allowed}") from None
         raise ConfigError(f"{full}: {reason}") from None
 
 
 def _type_name(reason: str) -> str:
-    for word, kind in (("Integer", "an integer"), ("Float", "a number"), ("Boolean", "true/false")):
+    for word, kind in (("Integer", "an integer"), ("Float", "a number"), ("Boolean", "true/false"), ("bool", "true/false")):
         if word in reason:
             return kind
     return "another type"

@@ -1,0 +1,110 @@
+"""Bad input, driven from one table: each case is the real CLI in a fresh process, and must end
+with exit status 2, exactly one line on stderr naming the key (or file) and what is allowed, no
+traceback, no MLflow store or run, and without TensorFlow ever being imported (seen through
+Python's own `-X importtime` trace, not a clock)."""
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import MNIST
+
+# (overrides, words the one-line message must contain). In overrides, {tmp} is the test's
+# folder (holding the files made by _make_files), {mnist} the MNIST test digits, {port} a
+# loopback port nobody listens on.
+BAD = [
+    # unknown names: a choice in every config group, a key in every kind of node
+    (["model=nope"], ["model", "nope", "gaussian1d", "dcgan"]),
+    (["data=cifar"], ["data", "cifar", "normal1d", "mnist"]),
+    (["optimizer=adamw"], ["optimizer", "adamw", "rmsprop", "adam", "sgd"]),
+    (["schedule=linear"], ["schedule", "linear", "cosine", "inverse_time"]),
+    (["tracking=wandb"], ["tracking", "wandb", "mlflow", "none"]),
+    (["experiment=nope"], ["experiment", "nope", "seed_gaussian1d"]),
+    (["hparams_search=nope"], ["hparams_search", "nope", "gaussian1d_optuna"]),
+    (["hydra/launcher=nope"], ["hydra/launcher", "nope", "joblib"]),
+    (["not_a_key=3"], ["not_a_key"]),
+    (["+model.nope=1"], ["model.nope", "unknown key", "noise_dim"]),
+    (["+optimizer.nope=1"], ["optimizer.nope", "unknown key", "params"]),
+    (["+data.nope=1"], ["data.nope", "unknown key", "std"]),
+    (["+schedule.nope=1"], ["schedule.nope", "not a parameter of schedule 'constant'"]),
+    (["on_divergence=ignore"], ["on_divergence", "ignore", "raise", "penalty"]),
+    # wrong types
+    (["train_steps=abc"], ["train_steps", "integer", "abc"]),
+    (["optimizer.d.learning_rate=fast"], ["optimizer.d.learning_rate", "number", "fast"]),
+    (["batch.reuse_noise=maybe"], ["batch.reuse_noise", "true/false", "maybe"]),
+    # out of range
+    (["train_steps=0"], ["train_steps", "positive"]),
+    (["train_steps=-5"], ["train_steps", "positive"]),
+    (["checkpoint.every=-1"], ["checkpoint.every", ">= 0"]),
+    (["optimizer.d.learning_rate=0"], ["optimizer.d.learning_rate", "> 0"]),
+    (["optimizer.g.learning_rate=-1e-3"], ["optimizer.g.learning_rate", "> 0"]),
+    (["model.noise_dim=0"], ["model.noise_dim", "positive"]),
+    (["model=dcgan", "model.latent_dim=0"], ["model.latent_dim", "positive"]),
+    (["labels.real=1.5"], ["labels.real", "[0, 1]"]),
+    (["data.std=-1"], ["data.std", "> 0"]),
+    (["schedule=cosine", "schedule.alpha=2"], ["schedule.alpha", "[0, 1]"]),
+    (["batch.size=5000"], ["batch.size", "larger than the data", "data.n=1000"]),
+    (["model=dcgan", "data.path={mnist}", "batch.size=20000"], ["batch.size", "larger than the data", "10000"]),
+    # data files
+    (["model=dcgan", "data.path={tmp}/nowhere"], ["data.path", "nowhere", "does not exist"]),
+    (["model=dcgan", "data.path={tmp}/notes.txt"], ["notes.txt", "not an IDX image file"]),
+    (["model=dcgan", "data.path={tmp}/t10k-images-idx3-ubyte.gz"], ["t10k-images-idx3-ubyte.gz", "truncated gzip"]),
+    (["model=dcgan", "data.path={tmp}/big-images-idx3-ubyte"], ["big-images-idx3-ubyte", "32x32", "expected 28x28"]),
+    (["model=dcgan", "data.path={tmp}/big.npz"], ["big.npz", "(3, 32, 32)", "expected (N, 28, 28)"]),
+    # where things go
+    (["tracking.uri=ftp://host/runs"], ["tracking.uri", "unknown scheme 'ftp://'", "sqlite://", "http://"]),
+    (["tracking.uri=http://127.0.0.1:{port}"], ["tracking.uri", "no MLflow server answers at http://127.0.0.1:{port}"]),
+    (["tracking.uri=sqlite:///{tmp}/a_file/sub/mlflow.db"], ["tracking.uri", "cannot write", "a_file/sub"]),
+    (["checkpoint.dir={tmp}/a_file/sub"], ["checkpoint.dir", "cannot write checkpoints", "a_file/sub"]),
+    # resume= pointing at nothing
+    (["resume="], ["resume", "empty", "run id", "last"]),
+    (["resume={tmp}/nowhere"], ["resume=", "nowhere", "no checkpoint found"]),
+    (["resume=0123456789abcdef0123456789abcdef"], ["resume=0123456789abcdef0123456789abcdef", "no checkpoint found"]),
+    (["resume=last"], ["resume=last", "no checkpoints under", "{tmp}/checkpoints"]),
+]
+
+
+def _free_port() -> int:
+    """A loopback port that was free a moment ago: nothing listens on it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _make_files(tmp) -> None:
+    (tmp / "notes.txt").write_text("these are notes, not digits\n")
+    (tmp / "a_file").write_text("a regular file: nothing can be created under it, even by root\n")
+    real = (MNIST / "t10k-images-idx3-ubyte.gz").read_bytes()
+    (tmp / "t10k-images-idx3-ubyte.gz").write_bytes(real[: len(real) // 3])  # a download cut short
+    header = struct.pack(">IIII", 0x00000803, 2, 32, 32)  # a valid IDX file of 32x32 images
+    (tmp / "big-images-idx3-ubyte").write_bytes(header + bytes(2 * 32 * 32))
+    np.savez(tmp / "big.npz", x_train=np.zeros((3, 32, 32), np.uint8))
+
+
+@pytest.mark.parametrize("overrides,words", BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_bad_input_one_line_exit_2_no_run_no_tensorflow(tmp_path, overrides, words):
+    _make_files(tmp_path)
+    fill = {"tmp": tmp_path, "mnist": MNIST, "port": _free_port()}
+    args = [o.format(**fill) for o in overrides]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "gan_runner", *args], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    imported = {ln.split("|")[-1].strip() for ln in result.stderr.splitlines() if ln.startswith("import time:")}
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("import time:")]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("gan_runner: error: "), lines
+    for word in words:
+        assert word.format(**fill) in lines[0], (word, lines[0])
+    assert "tensorflow" not in imported and "keras" not in imported  # found before TensorFlow loads
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()  # no store, so no run
+    assert not (tmp_path / "checkpoints").exists()
+    assert elapsed < 30, elapsed  # seconds, not a TensorFlow import and a training run
