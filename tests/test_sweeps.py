@@ -9,6 +9,7 @@ the sweeps are as few and as small as they can be.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -80,10 +81,11 @@ def test_joblib_grid_2x2_in_parallel_workers(tmp_path):
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep.launcher"] == "JoblibLauncher"
     assert [r.info.status for r in children] == ["FINISHED"] * 4
     grid = {(r.data.params["seed"], r.data.params["optimizer.d.learning_rate"]) for r in children}
+    per_job = max(1, len(os.sched_getaffinity(0)) // 2)  # cores // n_jobs
     assert grid == {("0", "0.001"), ("0", "0.0005"), ("1", "0.001"), ("1", "0.0005")}
     for r in children:
         assert f"seed={r.data.params['seed']}" in r.data.tags["overrides"]
-        assert r.data.tags["tf.threads"] == "1/1"  # 2 workers on 2 cores (affinity permitting): 1 thread each
+        assert r.data.tags["tf.threads"] == f"{per_job}/{per_job}"  # 2 workers on 2 cores: 1 thread each
         assert len(metric_history(client, r.info.run_id, "train/d_loss")) == 3
     # The two workers trained at the same time: some jobs' [start, end] overlap.
     spans = sorted((r.info.start_time, r.info.end_time) for r in children)
