@@ -33,10 +33,11 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 NAME = re.compile(r"^ckpt-(\d{9})\.npz$")
 # Keys that may differ between a checkpoint and the run resuming it: they change what is logged
-# or how long it runs, never the trajectory of the training state.
+# or how long it runs, never what is trained. The execution settings (thread pools, oneDNN) change
+# float round-off only: the continuation is then valid but not bit for bit.
 HARMLESS = ("train_steps", "log_every", "eval_every", "sample_every", "plot_every", "objective", "objective_mode",
             "eval.", "tracking.", "checkpoint.", "resume", "on_divergence", "early_stop.", "sweep.",
-            "weights.", "trainer.intra_op_threads", "trainer.inter_op_threads")
+            "weights.", "trainer.intra_op_threads", "trainer.inter_op_threads", "trainer.onednn")
 
 
 class Variable(Protocol):  # a tf.Variable or a keras Variable; duck-typed so TF loads later
