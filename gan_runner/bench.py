@@ -2,7 +2,9 @@
 README quotes, measured on this machine. Each section prints a small table.
 
 Sections: gaussian1d (the seed's full 1-D schedule through the real CLI); sweep (8 such jobs,
-basic launcher vs joblib, and a job's overhead: gan_runner/bench_sweep.py).
+basic launcher vs joblib, and a job's overhead: gan_runner/bench_sweep.py); quality (the DCGAN's
+eval/fd, eval/mnist_score, eval/coverage next to real digits, and what judging costs:
+gan_runner/bench_quality.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from gan_runner.bench_quality import bench_quality
 from gan_runner.bench_sweep import bench_sweep
 
 console = Console()
@@ -68,7 +71,7 @@ def bench_gaussian1d(repeats: int) -> None:
     console.print(table)
 
 
-SECTIONS = {"gaussian1d": bench_gaussian1d, "sweep": bench_sweep}
+SECTIONS = {"gaussian1d": bench_gaussian1d, "sweep": bench_sweep, "quality": bench_quality}
 
 
 def main() -> None:

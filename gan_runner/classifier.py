@@ -19,7 +19,8 @@ The labels come from the label files beside the images (`*-labels-idx1-ubyte[.gz
 magic 0x801) or the npz's y_train / y_test, read and checked by gan_runner/images.py.
 
 Cache: <dir>/classifier-<data key>-<arch key>.weights.h5 (+ .json with how it was made), dir =
-eval.classifier.cache_dir, else $XDG_CACHE_HOME/gan_runner, else ~/.cache/gan_runner. The data
+eval.classifier.cache_dir, else $GAN_RUNNER_CACHE, else $XDG_CACHE_HOME/gan_runner, else
+~/.cache/gan_runner. The data
 key is a sha256 of the classifier's training images and labels, the arch key one of
 eval.classifier (all but cache_dir) and ARCH_VERSION: other data or another architecture train
 a new classifier, the same ones load the file.
@@ -46,6 +47,7 @@ from gan_runner.images import IMAGE_SETS, DataError
 
 log = logging.getLogger(__name__)
 
+CACHE_ENV = "GAN_RUNNER_CACHE"  # the cache dir when eval.classifier.cache_dir is null (tests set it)
 SPLIT_SEED = 0  # the one-set split is the same for every run and every seed
 ARCH_VERSION = 1  # bump when build_model or the training recipe changes: old cache files are then unused
 PREDICT_BATCH = 1000  # images per classifier call (bounds memory at any N)
@@ -177,8 +179,12 @@ def split(sets: list[LabelledSet]) -> Split:
 
 
 def cache_dir(classifier_cfg) -> Path:
+    """eval.classifier.cache_dir, else $GAN_RUNNER_CACHE, else $XDG_CACHE_HOME/gan_runner, else
+    ~/.cache/gan_runner."""
     if classifier_cfg.cache_dir:
         return Path(classifier_cfg.cache_dir).expanduser()
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(root) / "gan_runner"
 

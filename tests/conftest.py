@@ -26,6 +26,19 @@ def compose_cfg(overrides: list[str]):
         return validate(compose(config_name="config", overrides=overrides))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def classifier_cache(tmp_path_factory) -> Path:
+    """One digit-classifier cache per session (gan_runner/classifier.py, $GAN_RUNNER_CACHE): the
+    default classifier is trained once and shared by every dcgan run, in this process and in
+    subprocesses, and the user's ~/.cache is never touched. Set GAN_RUNNER_CACHE to keep one."""
+    if os.environ.get("GAN_RUNNER_CACHE"):
+        yield Path(os.environ["GAN_RUNNER_CACHE"])
+        return
+    os.environ["GAN_RUNNER_CACHE"] = str(tmp_path_factory.mktemp("classifier_cache"))
+    yield Path(os.environ["GAN_RUNNER_CACHE"])
+    del os.environ["GAN_RUNNER_CACHE"]
+
+
 @pytest.fixture
 def store(tmp_path) -> str:
     """A fresh SQLite tracking URI in a temp dir."""

@@ -30,13 +30,14 @@ def _cfg(cache: Path, *extra: str):
 
 
 @pytest.fixture(scope="session")
-def judge_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("classifier_cache")
+def judge_cache(classifier_cache) -> Path:
+    """conftest's session cache ($GAN_RUNNER_CACHE), the one every dcgan run of the session uses."""
+    return classifier_cache
 
 
 @pytest.fixture(scope="session")
 def judge(judge_cache):
-    """The default classifier, trained on the 5,000 training-half digits (once per session)."""
+    """The default classifier on the 5,000 training-half digits (trained at most once per session)."""
     from gan_runner import classifier
 
     cfg = _cfg(judge_cache)
@@ -92,7 +93,7 @@ def test_a_folder_with_both_sets_gives_60000_classifier_and_10000_reference_imag
 
 
 def test_classifier_reaches_97_percent_on_the_held_out_reference_digits(judge, judge_cache):
-    assert judge.classifier.trained and judge.classifier.path.parent == judge_cache
+    assert judge.classifier.path.parent == judge_cache  # trained here, or by an earlier dcgan run of the session
     assert judge.accuracy >= 0.97, judge.accuracy
     meta = json.loads(judge.classifier.path.with_suffix("").with_suffix(".json").read_text())
     assert meta["n_train"] == 5000 and meta["data_key"] == judge.split.data_key()
@@ -166,7 +167,7 @@ def test_cache_reuses_the_weights_and_retrains_for_other_data_or_architecture(tm
     other_data = load(second)
     other_arch = load(first, "eval.classifier.filters=[6]")
     assert trained.trained and not again.trained and again.path == trained.path
-    for a, b in zip(trained.model.get_weights(), again.model.get_weights()):
+    for a, b in zip(trained.model.get_weights(), again.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # the very weights, read back
     assert other_data.trained and other_data.path != trained.path
     assert other_arch.trained and other_arch.path != trained.path
@@ -183,10 +184,15 @@ def test_default_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
     from gan_runner import classifier
 
     cfg = compose_cfg(["model=dcgan"])
+    monkeypatch.setenv("GAN_RUNNER_CACHE", str(tmp_path / "mine"))
+    assert classifier.cache_dir(cfg.eval.classifier) == tmp_path / "mine"
+    monkeypatch.delenv("GAN_RUNNER_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert classifier.cache_dir(cfg.eval.classifier) == tmp_path / "gan_runner"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert classifier.cache_dir(cfg.eval.classifier) == Path.home() / ".cache" / "gan_runner"
+    set_explicitly = compose_cfg(["model=dcgan", f"eval.classifier.cache_dir={tmp_path / 'x'}"])
+    assert classifier.cache_dir(set_explicitly.eval.classifier) == tmp_path / "x"
 
 
 def test_missing_or_wrong_labels_fail_with_one_line(tmp_path):
