@@ -320,10 +320,13 @@ class Judge:
     def check_n(self, n: int, key: str = "eval.n_fake", floor: bool = True) -> None:
         """eval/fd needs n reference digits, eval/fd_floor 2n: one clear line when there are fewer."""
         need = 2 * n if floor else n
-        if n < 2 or need > self.n_reference:
+        most = self.n_reference // (2 if floor else 1)
+        if n < 2:
+            raise ConfigError(f"{key}: needs at least 2 samples for a covariance, got {n}")
+        if need > self.n_reference:
             what = f"eval/fd against the first {n}" + (f", eval/fd_floor against the next {n}" if floor else "")
-            raise ConfigError(f"{key}: must be >= 2 and {n} samples need {need} reference digits ({what}); this data "
-                              f"has {self.n_reference} ({self.split.rule}); use {key}<={self.n_reference // (2 if floor else 1)}")
+            raise ConfigError(f"{key}: {n} samples need {need} reference digits ({what}); this data has "
+                              f"{self.n_reference} ({self.split.rule}); use {key}<={most}")
 
     def reference_stats(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         if n not in self._stats:

@@ -49,7 +49,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def compose(overrides: list[str], base: str | None = None) -> DictConfig:
-    """The validated config: a saved config.yaml plus the overrides, or the composed model=dcgan."""
+    """The validated config of image data: a saved config.yaml plus the overrides, or the
+    composed model=dcgan."""
+    from gan_runner import registry
+
+    cfg = _compose(overrides, base)
+    if registry.DATA_KINDS.get(cfg.data.name) != "image":
+        raise BadInput(f"data '{cfg.data.name}' is not images: only image models (model=dcgan) are judged here")
+    return cfg
+
+
+def _compose(overrides: list[str], base: str | None) -> DictConfig:
     from gan_runner.config import validate
 
     bad = [o for o in overrides if "=" not in o]

@@ -6,6 +6,7 @@ g_start x product(g_strides) = 28)."""
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Callable
 
 import keras
@@ -84,12 +85,12 @@ def evaluate(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step:
     eval/mnist_score (1 = one class ... 10 = ten confident classes) and eval/coverage (classes
     with >= eval.coverage_threshold of the fakes; below 10 = modes missing)."""
     scores = prepare(cfg).scores(generate(int(cfg.eval.n_fake)))
-    _LAST_HISTOGRAM.update(owner=_owner(generate), step=step, histogram=scores["histogram"])
+    _LAST_HISTOGRAM.update(owner=weakref.ref(_owner(generate)), step=step, histogram=scores["histogram"])
     return {"eval/fd": scores["fd"], "eval/mnist_score": scores["mnist_score"], "eval/coverage": float(scores["coverage"])}
 
 
-def _owner(generate) -> int:
-    return id(getattr(generate, "__self__", generate))  # the Trainer behind a bound method
+def _owner(generate):
+    return getattr(generate, "__self__", generate)  # the Trainer behind a bound method
 
 
 def pictures(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step: int) -> dict:
@@ -98,7 +99,7 @@ def pictures(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step:
     the eval.n_fake fakes as a bar chart (the evaluation's at this step, else computed)."""
     rows, cols = int(cfg.model.grid_rows), int(cfg.model.grid_cols)
     last = _LAST_HISTOGRAM
-    if last.get("step") == step and last.get("owner") == _owner(generate):
+    if last.get("step") == step and last["owner"]() is _owner(generate):
         histogram = last["histogram"]
     else:
         histogram = prepare(cfg).scores(generate(int(cfg.eval.n_fake)))["histogram"]
