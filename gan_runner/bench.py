@@ -2,7 +2,8 @@
 README quotes, measured on this machine. Each section prints a small table.
 
 Sections: gaussian1d (the seed's full 1-D schedule through the real CLI); sweep (8 such jobs,
-basic launcher vs joblib, and a job's overhead: gan_runner/bench_sweep.py); quality (the DCGAN's
+basic launcher vs joblib, and a job's overhead: gan_runner/bench_sweep.py); dcgan (step time,
+GFLOP/s against the numpy matmul peak, peak RSS: gan_runner/bench_dcgan.py); quality (the DCGAN's
 eval/fd, eval/mnist_score, eval/coverage next to real digits, and what judging costs:
 gan_runner/bench_quality.py).
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from gan_runner.bench_dcgan import bench_dcgan
 from gan_runner.bench_quality import bench_quality
 from gan_runner.bench_sweep import bench_sweep
 
@@ -71,7 +73,7 @@ def bench_gaussian1d(repeats: int) -> None:
     console.print(table)
 
 
-SECTIONS = {"gaussian1d": bench_gaussian1d, "sweep": bench_sweep, "quality": bench_quality}
+SECTIONS = {"gaussian1d": bench_gaussian1d, "sweep": bench_sweep, "dcgan": bench_dcgan, "quality": bench_quality}
 
 
 def main() -> None:

@@ -94,6 +94,7 @@ class TrainerConf:
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     strategy: str = "default"
+    onednn: Optional[bool] = None  # TF_ENABLE_ONEDNN_OPTS before TF loads; None = TF's choice
 
 
 @dataclass

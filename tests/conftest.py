@@ -15,6 +15,10 @@ from gan_runner.config import CONF_DIR, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 MNIST = Path(os.environ.get("GAN_RUNNER_MNIST", ROOT.parent / "shared" / "datasets" / "mnist"))
+# TensorFlow reads its oneDNN switch once per process and dcgan asks for oneDNN (trainer.onednn):
+# one setting for this process and every subprocess, so runs compared bit for bit across
+# processes load TensorFlow alike whichever test loads it first (test_dcgan unsets it on purpose).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 # A 1-D run small enough for a test: 60 steps, eval every 30, small eval sample.
 TINY_1D = ["train_steps=60", "eval_every=30", "log_every=10", "plot_every=60", "eval.n_fake=2000"]
