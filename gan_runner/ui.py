@@ -45,7 +45,7 @@ def free_port() -> int:
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float) -> None:
-    """Poll /health until the server answers; RuntimeError with its output if it dies or stalls."""
+    """Poll /health until the server answers; RuntimeError if it exits or stalls instead."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -182,14 +182,14 @@ class UiPage:
                                message=f"no element {css!r} on {self.driver.current_url}")
 
     def find_text(self, text: str, css: str | None = None):
-        """A visible element whose text contains `text`: the first match of `css`, else the
-        innermost element of the page."""
+        """A visible element whose text contains `text`: the last match of `css` (the innermost
+        where matches nest), else the innermost element of the page."""
         def match(d):
             if css:
                 found = [e for e in d.find_elements("css selector", css) if text in e.text]
             else:
                 found = d.find_elements("xpath", f"//*[contains(normalize-space(.), {_xpath_str(text)})]")[-1:]
-            return next((e for e in found if e.is_displayed()), None)
+            return next((e for e in reversed(found) if e.is_displayed()), None)  # the last: innermost
 
         return self.wait.until(match, message=f"no text {text!r} on {self.driver.current_url}")
 
@@ -253,6 +253,22 @@ class UiPage:
         image = self.wait.until(shown, message=f"image chart {key!r} showed no image of step {step}")
         self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)  # below the run's params
         return image
+
+    def choose_metric(self, metric: str) -> None:
+        """On the compare view: `metric` as the only metric axis of the parallel-coordinates plot."""
+        from selenium.webdriver.common.keys import Keys
+
+        select = self.find_text("Metrics:").find_element("xpath", "following-sibling::div[1]")
+        select.find_element("css selector", ".du-bois-light-select-selector").click()
+        select.find_element("css selector", "input").send_keys(metric)  # the option list is virtualized: filter it
+        self.wait.until(lambda d: next((o for o in d.find_elements("css selector", "[role=option], .du-bois-light-select-item-option")
+                                        if metric in (o.get_attribute("title"), o.text) and o.is_displayed()), None),
+                        message=f"no metric {metric!r} to choose").click()
+        select.find_element("css selector", "input").send_keys(Keys.ESCAPE)
+        for item in select.find_elements("css selector", ".du-bois-light-select-selection-item"):
+            if item.text != metric:
+                item.find_element("css selector", ".du-bois-light-select-selection-item-remove").click()
+        self.driver.execute_script("document.activeElement.blur()")  # no text cursor in the picture
 
     def natural_size(self, img) -> tuple[int, int]:
         return tuple(self.driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img))

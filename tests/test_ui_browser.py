@@ -14,14 +14,17 @@ Without Chromium the tests fail with the apt-get line to run (.ci/run installs t
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from gan_runner import ui
 
-pytestmark = pytest.mark.browser
+browser_test = pytest.mark.browser
 GRID_PAD = 2  # plots.image_grid's padding between digits
 
 
@@ -50,10 +53,10 @@ def page(filled_store, browser, tmp_path_factory):
     text = log.read_text()
     assert "MLflow UI stopped" in text and f"store: {filled_store.uri}" in text, text[-2000:]
     with pytest.raises(OSError):  # nothing answers any more
-        import urllib.request
         urllib.request.urlopen(f"{url}/health", timeout=2)
 
 
+@browser_test
 def test_the_sweep_and_its_jobs_are_listed_by_name(filled_store, page, shots):
     s = filled_store
     started = time.monotonic()
@@ -67,6 +70,7 @@ def test_the_sweep_and_its_jobs_are_listed_by_name(filled_store, page, shots):
     print(f"runs list: {time.monotonic() - started:.1f} s")
 
 
+@browser_test
 def test_a_jobs_metric_charts_and_kde_plot_render(filled_store, page, shots):
     s = filled_store
     run = s.children[0]
@@ -80,6 +84,7 @@ def test_a_jobs_metric_charts_and_kde_plot_render(filled_store, page, shots):
     page.screenshot(shots / "run_kde_plot.png")
 
 
+@browser_test
 def test_the_dcgan_sample_grid_renders_per_step_and_as_an_artifact(filled_store, page, shots):
     s = filled_store
     run = s.dcgan
@@ -96,3 +101,13 @@ def test_the_dcgan_sample_grid_renders_per_step_and_as_an_artifact(filled_store,
     page.open_artifact(grid.path)
     assert page.natural_size(page.previewed_image()) == grid_size
     page.screenshot(shots / "dcgan_samples_artifact.png")
+
+
+def test_ui_without_a_store_is_one_line_and_status_2(tmp_path):
+    """`make ui` in a folder where nothing was trained: no empty store is created, no server starts."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run([sys.executable, "-m", "gan_runner.ui", "--port", str(ui.free_port())], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "ui: no runs yet" in proc.stderr and str(tmp_path) in proc.stderr
+    assert list(tmp_path.iterdir()) == []
