@@ -35,7 +35,9 @@ def test_gaussian1d_run_logs_metrics_params_artifacts(store, client, tmp_path):
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "plots", "weights"} <= files
     weights = {a.path for a in client.list_artifacts(run.info.run_id, "weights")}
-    assert weights == {"weights/generator.weights.h5", "weights/discriminator.weights.h5"}
+    # the final weights, and the best evaluation's generator (by eval/kl_target) in weights/best
+    assert weights == {"weights/generator.weights.h5", "weights/discriminator.weights.h5", "weights/best"}
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "weights/best")] == ["weights/best/generator.weights.h5"]
     local = client.download_artifacts(run.info.run_id, "plots/kde_step0000060.png", str(tmp_path))
     assert Image.open(local).size[0] > 100
 
