@@ -212,6 +212,7 @@ class Trainer:
         every = cfg.checkpoint.every
         cadences = [cfg.log_every, cfg.eval_every, cfg.sample_every, cfg.plot_every] + ([every] if every else [])
         started = time.perf_counter()
+        spent = {"eval": 0.0, "pictures": 0.0}  # seconds of the loop outside the compiled steps
         final = False
         with Progress(cfg.train_steps, start=step) as progress:
             while step < cfg.train_steps and self.stop.signum is None:
@@ -227,12 +228,16 @@ class Trainer:
                     self._log(values, step)
                     final = final or self._early_stop(step)
                 if step % cfg.eval_every == 0 or final:
+                    eval_started = time.perf_counter()
                     values = self.model.evaluate(self.generate, self.real, cfg, step)
+                    spent["eval"] += time.perf_counter() - eval_started
                     self._log(values, step)
                     self._keep_best(values, step)
                 grids, figures = step % cfg.sample_every == 0 or final, step % cfg.plot_every == 0 or final
                 if grids or figures:
+                    pictures_started = time.perf_counter()
                     self._pictures(step, grids, figures)
+                    spent["pictures"] += time.perf_counter() - pictures_started
                 if (every and step % every == 0) or final:
                     self._checkpoint(step)
                 progress.update(step, self.history)
@@ -242,8 +247,9 @@ class Trainer:
             self._checkpoint(step)
             raise Interrupted(self.stop.signum, step)
         loop_s = time.perf_counter() - started  # includes tracing, evaluation and pictures
-        if step > start:
-            self._log({"perf/loop_s": loop_s, "perf/steps_per_s": (step - start) / loop_s}, step)
+        if step > start:  # eval_s and pictures_s are parts of loop_s
+            self._log({"perf/loop_s": loop_s, "perf/steps_per_s": (step - start) / loop_s,
+                       "perf/eval_s": spent["eval"], "perf/pictures_s": spent["pictures"]}, step)
         self.tracker.flush()
         self._save_weights()
         return self.objective()

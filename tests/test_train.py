@@ -29,6 +29,8 @@ def test_gaussian1d_run_logs_metrics_params_artifacts(store, client, tmp_path):
     params = run.data.params
     assert params["optimizer.d.learning_rate"] == "0.001" and params["model.noise_dim"] == "16"
     assert params["train_steps"] == "60" and params["labels.real"] == "0.9"
+    m = run.data.metrics  # the loop's time and the parts of it spent outside the compiled steps
+    assert 0 < m["perf/eval_s"] and 0 < m["perf/pictures_s"] and m["perf/eval_s"] + m["perf/pictures_s"] < m["perf/loop_s"]
     tags = run.data.tags
     assert tags["model"] == "gaussian1d" and tags["seed"] == "0" and "train_steps=60" in tags["overrides"]
     assert tags["mlflow.runName"].startswith("gaussian1d")

@@ -63,7 +63,7 @@ class GanStep:
         self.rng = tf.random.Generator.from_seed(seed)
         d_optimizer.build(discriminator.trainable_variables)
         g_optimizer.build(generator.trainable_variables)
-        self._run_steps_graph = tf.function(self._run_steps)
+        self._run_steps_graph = tf.function(self._run_steps, autograph=False)  # the loop is written out below
         # One trace for every batch size: the batch dimension is left open.
         self.generate = tf.function(lambda z: generator(z, training=False),
                                     input_signature=[tf.TensorSpec((None, config.latent_dim), tf.float32)])
@@ -154,13 +154,22 @@ class GanStep:
 
     def _run_steps(self, n_steps):
         """Run n_steps steps in-graph; returns the metrics of the last one. Stops right after a
-        step whose loss is NaN/inf, so `step` then names the step that diverged."""
-        metrics = {k: tf.constant(0.0) for k in ("d_loss", "d_acc", "g_loss", "g_acc")}
-        for _ in tf.range(n_steps):
+        step whose loss is NaN/inf, so `step` then names the step that diverged. Written as a
+        tf.while_loop: the step has no Python control flow on tensors, and AutoGraph would
+        rewrite it and every Keras call below it (~1 s of the 1-D run's tracing) for nothing."""
+        names = ("d_loss", "d_acc", "g_loss", "g_acc")
+
+        def go_on(i, *metrics):
+            finite = tf.math.is_finite(metrics[0] + metrics[2])
+            return tf.logical_and(i < n_steps, finite)
+
+        def body(i, *_):
             metrics = self.one_step()
-            if not tf.math.is_finite(metrics["d_loss"] + metrics["g_loss"]):
-                break
-        return metrics
+            return (i + 1, *(metrics[k] for k in names))
+
+        zero = tf.constant(0.0)
+        _, *last = tf.while_loop(go_on, body, (tf.constant(0, tf.int64), *(zero for _ in names)))
+        return dict(zip(names, last))
 
     def state_variables(self) -> dict:
         """Every variable a step reads or writes, by a stable name: what a checkpoint holds.
