@@ -41,10 +41,10 @@ BATCH = 64
 MNIST_ENV = "GAN_RUNNER_MNIST"  # set by `make bench`
 FASHION = Path("/usr/share/datasets/fashion-mnist")  # 60,000 training images: a full-size default run
 UPDATES = ("alternating", "simultaneous")
-# label -> trainer overrides; the first is TensorFlow as it sets itself up on this CPU
+# label -> trainer overrides. TensorFlow itself turns oneDNN on only on CPUs with AVX-512.
 VARIANTS = {
-    "TF defaults (oneDNN off on this CPU)": ["trainer.onednn=false"],
-    "oneDNN (dcgan default)": ["trainer.onednn=true"],
+    "oneDNN off (TF's default without AVX-512)": ["trainer.onednn=false"],
+    "oneDNN on (dcgan default)": ["trainer.onednn=true"],
     "oneDNN, inter_op_threads=1": ["trainer.onednn=true", "trainer.inter_op_threads=1"],
 }
 
