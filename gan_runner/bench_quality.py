@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 from rich.table import Table
 
 STEPS = int(os.environ.get("BENCH_QUALITY_STEPS", "300"))
@@ -81,19 +80,19 @@ def bench_quality(repeats: int) -> None:
         for i, (label, update) in enumerate(UPDATES.items()):
             folder = Path(tmp) / f"run{i}"
             folder.mkdir()
-            _, (metrics,) = timed_cli([*common, f"trainer.update={update}", f"train_steps={STEPS}"], folder)
+            _, _, (metrics,) = timed_cli([*common, f"trainer.update={update}", f"train_steps={STEPS}"], folder)
             rows.append((f"{label}, {STEPS} steps", metrics))
         budget, sim = rows[0][1]["perf/loop_s"], rows[1][1]["perf/loop_s"]
         equal_time = max(1, round(STEPS * budget / sim))
         folder = Path(tmp) / "run_equal_time"
         folder.mkdir()
-        _, (metrics,) = timed_cli([*common, "trainer.update=simultaneous", f"train_steps={equal_time}"], folder)
+        _, _, (metrics,) = timed_cli([*common, "trainer.update=simultaneous", f"train_steps={equal_time}"], folder)
         rows.append((f"simultaneous, {equal_time} steps (alternating's {budget:.0f} s)", metrics))
     _print(costs, rows)
 
 
 def _print(costs: dict, rows: list[tuple[str, dict]]) -> None:
-    console = Console()
+    from gan_runner.bench import console  # one console for every section
     n = costs["n"]
     table = Table(title=f"DCGAN sample quality, N={n} fakes vs {n} reference digits (classifier logits)")
     for column in ("run", "loop s", "eval/fd", "eval/mnist_score", "eval/coverage"):

@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 JOBS = 8
@@ -91,4 +90,5 @@ def bench_sweep(repeats: int) -> None:
     row("one standalone run: wall time (s)", single_walls)
     row("one standalone run: training loop perf/loop_s (s)", single_loops, "", "{:.2f}")
     row("one standalone run: start, imports, MLflow, rest (s)", [w - s for w, s in zip(single_walls, single_loops)])
-    Console().print(table)
+    from gan_runner.bench import console  # one console for every section
+    console.print(table)
