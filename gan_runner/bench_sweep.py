@@ -20,6 +20,10 @@ from rich.table import Table
 
 JOBS = 8
 LAUNCHERS = {"basic (1 process)": [], "joblib (2 workers x 1 thread)": ["hydra/launcher=parallel"]}
+# A job of the seed schedule trains for ~2 s and costs ~1.6 s more; a joblib worker's start
+# (TensorFlow and MLflow imports, ~7 s) is paid once per worker. Longer jobs show the launcher's
+# scaling once that start is amortized.
+LENGTHS = {"seed schedule, 3000 steps": [], "10x longer, 30000 steps": ["train_steps=30000"]}
 
 
 def timed_cli(args: list[str], folder: Path) -> tuple[float, float, list[dict[str, float]]]:
@@ -50,21 +54,22 @@ def _children_cpu() -> float:
 
 def bench_sweep(repeats: int) -> None:
     seeds = ",".join(str(i) for i in range(JOBS))
-    walls: dict[str, list[float]] = {name: [] for name in LAUNCHERS}
-    cpus: dict[str, list[float]] = {name: [] for name in LAUNCHERS}
-    loops: dict[str, list[float]] = {name: [] for name in LAUNCHERS}
+    cases = [(length, name) for length in LENGTHS for name in LAUNCHERS]
+    walls: dict[tuple, list[float]] = {case: [] for case in cases}
+    cpus: dict[tuple, list[float]] = {case: [] for case in cases}
+    loops: dict[tuple, list[float]] = {case: [] for case in cases}
     single_walls, single_loops = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats):
-            for k, (name, extra) in enumerate(LAUNCHERS.items()):
-                folder = Path(tmp) / f"{i}-launcher{k}"
+            for k, (length, name) in enumerate(cases):
+                folder = Path(tmp) / f"{i}-case{k}"
                 folder.mkdir()
-                wall, cpu, metrics = timed_cli(["-m", f"hydra.sweep.dir={folder / 'multirun'}", f"seed={seeds}", *extra],
-                                          folder)
+                args = ["-m", f"hydra.sweep.dir={folder / 'multirun'}", f"seed={seeds}", *LENGTHS[length], *LAUNCHERS[name]]
+                wall, cpu, metrics = timed_cli(args, folder)
                 assert len(metrics) == JOBS, f"{name}: {len(metrics)} of {JOBS} jobs logged"
-                walls[name].append(wall)
-                cpus[name].append(cpu)
-                loops[name].append(sum(m["perf/loop_s"] for m in metrics))
+                walls[length, name].append(wall)
+                cpus[length, name].append(cpu)
+                loops[length, name].append(sum(m["perf/loop_s"] for m in metrics))
             folder = Path(tmp) / f"{i}-single"
             folder.mkdir()
             wall, _, (metrics,) = timed_cli([f"seed={i}"], folder)
@@ -72,21 +77,23 @@ def bench_sweep(repeats: int) -> None:
             single_loops.append(metrics["perf/loop_s"])
 
     med = statistics.median
-    table = Table(title=f"sweep: {JOBS} gaussian1d jobs of the seed schedule (3000 steps), "
-                        f"{repeats} repeats, median [min-max], {os.cpu_count()} cores")
+    table = Table(title=f"sweep: {JOBS} gaussian1d jobs, {repeats} repeats, median [min-max], {os.cpu_count()} cores")
     for column, justify in (("figure", "left"), ("value", "right"), ("target", "right")):
         table.add_column(column, justify=justify)
 
     def row(label, values, target="", fmt="{:.1f}"):
         table.add_row(label, f"{fmt.format(med(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]", target)
 
-    for name in LAUNCHERS:
-        row(f"{name}: sweep wall time (s)", walls[name])
-        row(f"{name}: CPU time, all processes (s)", cpus[name])
-        row(f"{name}: training loops, sum over jobs (s)", loops[name])
     basic, joblib = LAUNCHERS
-    row("speed-up of joblib over basic (x)", [b / j for b, j in zip(walls[basic], walls[joblib])], ">= 1.6", "{:.2f}")
-    row("basic: per-job time outside the loop (s)", [(w - s) / JOBS for w, s in zip(walls[basic], loops[basic])])
+    for length in LENGTHS:
+        for name in LAUNCHERS:
+            row(f"{length}: {name}: sweep wall time (s)", walls[length, name])
+            row(f"{length}: {name}: CPU time, all processes (s)", cpus[length, name])
+            row(f"{length}: {name}: training loops, sum over jobs (s)", loops[length, name])
+        row(f"{length}: speed-up of joblib over basic (x)",
+            [b / j for b, j in zip(walls[length, basic], walls[length, joblib])], ">= 1.6", "{:.2f}")
+        row(f"{length}: basic: per-job time outside the loop (s)",
+            [(w - s) / JOBS for w, s in zip(walls[length, basic], loops[length, basic])])
     row("one standalone run: wall time (s)", single_walls)
     row("one standalone run: training loop perf/loop_s (s)", single_loops, "", "{:.2f}")
     row("one standalone run: start, imports, MLflow, rest (s)", [w - s for w, s in zip(single_walls, single_loops)])
