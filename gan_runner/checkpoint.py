@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gan_runner import tracking
+from gan_runner import config, tracking
 from gan_runner.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -72,23 +72,8 @@ def root_dir(cfg) -> Path:
 
 
 def check_writable(folder: Path) -> None:
-    """Fail before training (and before any MLflow run) if checkpoints cannot be written. By
-    writing for real (permission bits do not stop root); folders made for the probe are removed
-    again, so a command that fails later leaves nothing behind."""
-    made = [p for p in (folder, *folder.parents) if not p.exists()]  # innermost first
-    probe = folder / f".probe-{os.getpid()}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"checkpoint.dir: cannot write checkpoints to {folder} ({err.strerror or err})") from None
-    finally:
-        for path in made:
-            try:
-                path.rmdir()
-            except OSError:  # not made by us after all, or no longer empty
-                break
+    """Fail before training (and before any MLflow run) if checkpoints cannot be written."""
+    config.check_writable(folder, f"checkpoint.dir: cannot write checkpoints to {folder}")
 
 
 def checkpoints(folder: Path) -> list[Path]:

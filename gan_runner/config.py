@@ -9,6 +9,7 @@ caught there); ranges and names are checked by the rules below.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,27 @@ STRATEGIES = ("default", "mirrored")
 
 class ConfigError(ValueError):
     """A config value is wrong; the message is one line meant for the user."""
+
+
+def check_writable(folder: Path, error: str, keep_folders: bool = False) -> None:
+    """ConfigError(f"{error} (<why>)") unless a file can be written in `folder`. Probes by
+    writing for real (permission bits do not stop root). Folders made for the probe are removed
+    again unless `keep_folders` (so a command that fails later leaves nothing behind)."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # innermost first
+    probe = folder / f".probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        keep_folders = False
+        raise ConfigError(f"{error} ({err.strerror or err})") from None
+    finally:
+        for path in [] if keep_folders else made:
+            try:
+                path.rmdir()
+            except OSError:  # not made by us after all, or no longer empty
+                break
 
 
 # ---- schemas (types only; ranges are checked in _check_ranges) ----------------------------

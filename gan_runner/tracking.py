@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from gan_runner.config import ConfigError
+from gan_runner.config import ConfigError, check_writable
 
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
@@ -215,14 +215,8 @@ def preflight(tracking_cfg, timeout_s: float = 3.0) -> None:
         except OSError as err:
             raise ConfigError(f"tracking.uri: no MLflow server answers at {uri} ({err.strerror or err})") from None
     elif parsed.scheme == "sqlite" and ":memory:" not in uri:
-        folder = Path(uri[len("sqlite:///"):]).parent
-        probe = folder / f".probe-{os.getpid()}"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as err:
-            raise ConfigError(f"tracking.uri: cannot write the SQLite store in {folder} ({err.strerror or err})") from None
+        folder = Path(uri[len("sqlite:///"):]).parent  # kept: the store is created in it next
+        check_writable(folder, f"tracking.uri: cannot write the SQLite store in {folder}", keep_folders=True)
 
 
 def _reopen(client, run_id: str, uri: str):
