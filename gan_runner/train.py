@@ -13,6 +13,7 @@ import shlex
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +151,8 @@ class Trainer:
     def __init__(self, cfg: DictConfig, real: np.ndarray, tracker: tracking.NullTracker,
                  checkpointer: checkpoint.Checkpointer | None = None, stop: stopping.SignalStop | None = None,
                  resumed: checkpoint.Checkpoint | None = None):
-        tracker.set_tags({"tf.threads": configure_threads(cfg.trainer), "tf.onednn": onednn_in_use()})  # intra/inter op pools
+        # how TensorFlow runs: thread pools "intra/inter" and oneDNN, both fixed when it loads
+        tracker.set_tags({"tf.threads": configure_threads(cfg.trainer), "tf.onednn": onednn_in_use()})
         import keras
 
         from gan_runner import distribute  # imports TensorFlow: only from here
@@ -213,6 +215,13 @@ class Trainer:
         cadences = [cfg.log_every, cfg.eval_every, cfg.sample_every, cfg.plot_every] + ([every] if every else [])
         started = time.perf_counter()
         spent = {"eval": 0.0, "pictures": 0.0}  # seconds of the loop outside the compiled steps
+
+        @contextmanager
+        def timed(part: str):
+            part_started = time.perf_counter()
+            yield
+            spent[part] += time.perf_counter() - part_started
+
         final = False
         with Progress(cfg.train_steps, start=step) as progress:
             while step < cfg.train_steps and self.stop.signum is None:
@@ -228,16 +237,14 @@ class Trainer:
                     self._log(values, step)
                     final = final or self._early_stop(step)
                 if step % cfg.eval_every == 0 or final:
-                    eval_started = time.perf_counter()
-                    values = self.model.evaluate(self.generate, self.real, cfg, step)
-                    spent["eval"] += time.perf_counter() - eval_started
+                    with timed("eval"):
+                        values = self.model.evaluate(self.generate, self.real, cfg, step)
                     self._log(values, step)
                     self._keep_best(values, step)
                 grids, figures = step % cfg.sample_every == 0 or final, step % cfg.plot_every == 0 or final
                 if grids or figures:
-                    pictures_started = time.perf_counter()
-                    self._pictures(step, grids, figures)
-                    spent["pictures"] += time.perf_counter() - pictures_started
+                    with timed("pictures"):
+                        self._pictures(step, grids, figures)
                 if (every and step % every == 0) or final:
                     self._checkpoint(step)
                 progress.update(step, self.history)
