@@ -7,8 +7,6 @@ MNIST  ?= $(abspath ../shared/datasets/mnist)
 PORT   ?= 5000
 ARGS   ?=
 
-export TF_CPP_MIN_LOG_LEVEL ?= 2
-
 .DEFAULT_GOAL := help
 .PHONY: help install run test bench ui docs-images clean
 
