@@ -25,8 +25,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gan_runner import config, tracking
-from gan_runner.config import ConfigError
+from gan_runner import tracking
+from gan_runner.config import ConfigError, check_writable as probe_folder
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def root_dir(cfg) -> Path:
 
 def check_writable(folder: Path) -> None:
     """Fail before training (and before any MLflow run) if checkpoints cannot be written."""
-    config.check_writable(folder, f"checkpoint.dir: cannot write checkpoints to {folder}")
+    probe_folder(folder, f"checkpoint.dir: cannot write checkpoints to {folder}")
 
 
 def checkpoints(folder: Path) -> list[Path]:
