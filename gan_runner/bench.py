@@ -26,7 +26,7 @@ from gan_runner.bench_dcgan import bench_dcgan
 from gan_runner.bench_quality import bench_quality
 from gan_runner.bench_sweep import bench_sweep
 
-console = Console(width=None if sys.stdout.isatty() else 200)  # piped: no wrapped tables
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)  # piped: no wrapped tables
 
 
 def cli_run(args: list[str], store: str) -> float:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 import time
@@ -142,28 +143,45 @@ def fmt_duration(seconds: float) -> str:
     return f"{minutes}m{s:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def build_table(rows: list[Row], params: list[str], title: str):
+def build_table(rows: list[Row], params: list[str], title: str, width: int = 160):
+    """(table, the params shown): one line a run. On a narrow terminal the run names give way
+    first (cut with "..."; full names in the UI): their column gets what `width` leaves after the
+    other columns, 16 to 48 characters; param columns that still do not fit are left out, from
+    the right (the caller names them under the table)."""
     from rich.table import Table
 
     objectives = sorted({f"{r.objective} ({r.mode})" for r in rows if r.objective})
+    notes = [note(r.run) for r in rows]
+    show_note = any(notes)
+
+    def cells(r: Row, keys: list[str], note_text: str) -> list[str]:
+        return [r.name, r.run.info.run_id[:8], r.run.info.status, fmt_duration(r.duration_s), fmt_value(r.final),
+                fmt_value(r.best), *(r.run.data.params.get(k, "-") for k in keys), *([note_text] if show_note else [])]
+
+    def run_column_width(keys: list[str]) -> int:
+        headers = ["id", "status", "duration", "final", "best", *keys, *(["note"] if show_note else [])]
+        lines = [cells(r, keys, n)[1:] for r, n in zip(rows, notes)]
+        # each column: its longest value or its header (param names fold at 12), + 3 for borders
+        widths = [max([min(len(h), 12 if i >= 5 else 99)] + [min(len(line[i]), 60) for line in lines])
+                  for i, h in enumerate(headers)]
+        return width - sum(widths) - 3 * (len(headers) + 1) - 1
+
+    shown = list(params)
+    while shown and run_column_width(shown) < 16:
+        shown.pop()
     table = Table(title=title, caption=f"objective: {', '.join(objectives) or '-'}", title_justify="left")
-    table.add_column("run", no_wrap=True, overflow="ellipsis", max_width=48)  # one line a run; full names in the UI
-    table.add_column("id")
-    table.add_column("status")
-    table.add_column("duration", justify="right")
-    table.add_column("final", justify="right")
-    table.add_column("best", justify="right")
-    for key in params:
+    table.add_column("run", no_wrap=True, overflow="ellipsis", max_width=max(16, min(48, run_column_width(shown))))
+    table.add_column("id", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for name in ("duration", "final", "best"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for key in shown:
         table.add_column(key, overflow="fold")
-    show_note = any(note(r.run) for r in rows)
     if show_note:
         table.add_column("note", no_wrap=True, overflow="ellipsis", max_width=60)
-    for r in rows:
-        cells = [r.name, r.run.info.run_id[:8], r.run.info.status, fmt_duration(r.duration_s),
-                 fmt_value(r.final), fmt_value(r.best)]
-        cells += [r.run.data.params.get(k, "-") for k in params]
-        table.add_row(*cells, *([note(r.run)] if show_note else []))
-    return table
+    for r, n in zip(rows, notes):
+        table.add_row(*cells(r, shown, n))
+    return table, shown
 
 
 # ---- the figure ----------------------------------------------------------------------------
@@ -251,10 +269,11 @@ def compare(args: argparse.Namespace) -> int:
         raise BadInput(f"{title}: no runs in {uri}")
     rows = sort_rows([make_row(uri, r) for r in runs], args.sort)[:args.top]
     params = differing_params([r.run for r in rows])
-    console = Console()
-    console.print(build_table(rows, params[:MAX_PARAM_COLUMNS], f"{title}: {len(rows)} of {len(runs)} runs"))
-    if len(params) > MAX_PARAM_COLUMNS:
-        console.print(f"also differ: {', '.join(params[MAX_PARAM_COLUMNS:])}")
+    console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)  # piped (less, CI logs): not cut at 80
+    table, shown = build_table(rows, params[:MAX_PARAM_COLUMNS], f"{title}: {len(rows)} of {len(runs)} runs", console.width)
+    console.print(table)
+    if len(params) > len(shown):
+        console.print(f"also differ: {', '.join(params[len(shown):])}")
     if parent is not None and "sweep.best_run_name" in parent.data.tags:
         console.print(f"sweep best: {parent.data.tags['sweep.best_run_name']} ({parent.data.tags.get('sweep.objective', '')})")
     if args.plot:

@@ -145,3 +145,19 @@ def test_labels_tell_runs_apart(filled_store):
     same = compare.run_labels(rows, [])  # nothing differs: run names (cut at 50 characters), unique by id
     assert len(set(same.values())) == 2
     assert all(math.isfinite(r.best) and r.best <= r.final for r in rows)
+
+
+def test_a_narrow_terminal_cuts_run_names_keeps_numbers_and_names_params_left_out(filled_store, capsys, monkeypatch):
+    """80 columns: every line fits, the numbers are whole, the run names are cut with "...",
+    and a param column that does not fit is named under the table instead."""
+    s = filled_store
+    monkeypatch.setenv("COLUMNS", "80")
+    status, lines, err = table(capsys, "--experiment", "gaussian1d", "--tracking-uri", s.uri, "--sort", "name")
+    assert status == 0, err
+    assert max(len(ln) for ln in lines) <= 80
+    wide = [dict(zip(header(lines), row_of(lines, run))) for run in s.children]
+    for run, cells in zip(s.children, wide):
+        assert cells["final"] == f"{run.data.metrics[OBJECTIVE]:.4g}"  # whole, not cut
+        assert cells["run"].endswith("…") and run.info.run_name.startswith(cells["run"][:-1])
+    shown = header(lines)[6:]
+    assert "seed" in shown or any(ln.startswith("also differ:") and "seed" in ln for ln in lines)
