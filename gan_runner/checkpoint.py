@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gan_runner import tracking
+from gan_runner import faults, tracking
 from gan_runner.config import ConfigError, check_writable as probe_folder
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,8 @@ def write_atomic(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if NAME.match(path.name):
+            faults.point("ckpt_tmp")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -108,21 +110,27 @@ def write_atomic(path: Path, write) -> None:
 class Checkpointer:
     """Writes the checkpoints of one run into `folder` and keeps the newest `keep`."""
 
-    def __init__(self, folder: Path, keep: int, run_id: str | None, tracking_uri: str | None, config: dict):
+    def __init__(self, folder: Path, keep: int, run_id: str | None, tracking_uri: str | None, config: dict,
+                 overrides: list[str] | None = None):
         self.folder, self.keep = folder, keep
-        self.meta = {"format": FORMAT, "run_id": run_id, "tracking_uri": tracking_uri, "config": config}
+        self.meta = {"format": FORMAT, "run_id": run_id, "tracking_uri": tracking_uri, "config": config,
+                     "overrides": list(overrides or [])}
 
-    def save(self, step: int, variables: dict[str, Variable]) -> Path:
+    def save(self, step: int, variables: dict[str, Variable], trainer: dict | None = None,
+             trainer_arrays: dict[str, np.ndarray] | None = None) -> Path:
+        """`trainer` (JSON) and `trainer_arrays` (saved as host.trainer.<name>): the loop's own
+        state besides the variables (last values, best evaluation), which a resume restores."""
         self.folder.mkdir(parents=True, exist_ok=True)
         if not (self.folder / "run.json").exists():
             info = json.dumps({k: self.meta[k] for k in ("run_id", "tracking_uri")}, indent=1).encode()
             write_atomic(self.folder / "run.json", lambda f: f.write(info))
         arrays = {name: np.asarray(var.numpy()) for name, var in variables.items()}
+        arrays.update({f"host.trainer.{name}": np.asarray(value) for name, value in (trainer_arrays or {}).items()})
         np_state = np.random.get_state()  # ('MT19937', keys, pos, has_gauss, cached_gaussian)
         arrays["host.numpy_keys"] = np_state[1]
         meta = {**self.meta, "step": int(step), "saved_at": time.time(),
                 "numpy_random": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
-                "python_random": _jsonable(random.getstate())}
+                "python_random": _jsonable(random.getstate()), "trainer": trainer or {}}
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         path = self.folder / f"ckpt-{step:09d}.npz"
         write_atomic(path, lambda f: np.savez(f, **arrays))
@@ -165,13 +173,26 @@ def newest(folder: Path) -> Checkpoint:
     raise ConfigError(f"resume: no readable checkpoint in {folder}")
 
 
-def locate(resume: str, root: Path) -> Path:
-    """resume=<run id | checkpoint folder | .npz file | last> -> a folder or a file."""
+def store_of(folder: Path) -> str | None:
+    """The tracking URI a checkpoint folder's run logs to (run.json; None for tracking=none)."""
+    try:
+        return json.loads((folder / "run.json").read_text()).get("tracking_uri")
+    except (OSError, ValueError):
+        return None
+
+
+def locate(resume: str, root: Path, uri: str | None = None) -> Path:
+    """resume=<run id | checkpoint folder | .npz file | last> -> a folder or a file. `last` is the
+    newest checkpoint of a run in the store `uri` (None: tracking=none): a checkpoint.dir shared
+    by several stores never hands over another store's run."""
     if resume == "last":
         folders = [f for f in root.iterdir() if checkpoints(f)] if root.is_dir() else []
-        if not folders:
-            raise ConfigError(f"resume=last: no checkpoints under {root}")
-        return max(folders, key=lambda f: checkpoints(f)[-1].stat().st_mtime)
+        mine = [f for f in folders if store_of(f) == uri]
+        if not mine:
+            others = f" ({len(folders)} there belong to other stores: give a run id or folder)" if folders else ""
+            raise ConfigError(f"resume=last: nothing to resume: no checkpoint of a run in "
+                              f"{uri or 'tracking=none'} under {root}{others}")
+        return max(mine, key=lambda f: checkpoints(f)[-1].stat().st_mtime)
     path = Path(resume).expanduser()
     if path.is_file() and NAME.match(path.name):
         return path.resolve()
@@ -183,22 +204,57 @@ def locate(resume: str, root: Path) -> Path:
                       "give a run id, a checkpoint folder or 'last'")
 
 
-def load_for_resume(cfg, root: Path) -> Checkpoint:
-    """The checkpoint `cfg.resume` names, refused if the config differs in a way that matters."""
-    where = locate(str(cfg.resume), root)
+def load_for_resume(cfg, root: Path, overrides: list[str], uri: str | None = None):
+    """The checkpoint `cfg.resume` names and the config to continue with: the run's own stored
+    config, changed only by the keys set on this command line (`overrides`). Refused if a change
+    matters to training. Returns (checkpoint, config, changes as 'key: old -> new')."""
+    where = locate(str(cfg.resume), root, uri)
     ckpt = read(where) if where.is_file() else newest(where)
-    now = tracking.flatten(_container(cfg))
-    diffs = differences(tracking.flatten(ckpt.meta["config"]), now, harmless_keys(ckpt.meta["config"]))
+    saved = ckpt.meta["config"]
+    merged = resume_config(saved, cfg, overrides, ckpt.meta.get("overrides"))
+    changes = differences(tracking.flatten(saved), tracking.flatten(_container(merged)), ("resume",))
+    diffs = differences(tracking.flatten(saved), tracking.flatten(_container(merged)), harmless_keys(saved))
     if diffs:
         raise ConfigError(f"resume: the config differs from {ckpt.path} in ways that change training: "
                           f"{'; '.join(diffs)} (only {', '.join(HARMLESS)} may differ)")
-    return ckpt
+    return ckpt, merged, changes
+
+
+_ABSENT = object()
+
+
+def resume_config(saved: dict, now, overrides: list[str], saved_overrides: list[str] | None):
+    """`saved` with every key that `overrides` sets taken from `now` (the config this command
+    line composes): a group choice (optimizer=adam) brings its whole subtree. A resume typed
+    without the original overrides therefore continues the run as it was planned, not as
+    today's defaults would plan it. Validated again."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from gan_runner.config import CONF_DIR, validate
+
+    out = OmegaConf.create(saved)
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if key == "resume" or key.startswith("hydra"):
+            continue
+        if key in groups and key not in now:  # experiment=, hparams_search=: set many keys at once
+            if override.input_line in (saved_overrides or []):
+                continue  # the run's own command line said the same
+            raise ConfigError(f"resume: {override.input_line} was not part of the run's command line; a resume "
+                              "continues the run's stored config: set the keys to change instead")
+        value = OmegaConf.select(now, key, default=_ABSENT)
+        if override.is_delete() or value is _ABSENT:
+            raise ConfigError(f"resume: {override.input_line}: cannot remove or add keys when resuming")
+        OmegaConf.update(out, key, value, merge=False)
+    return validate(out)
 
 
 def _container(cfg) -> dict:
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(cfg, resolve=True)
+    return OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
 
 
 def harmless_keys(saved_cfg: dict) -> tuple[str, ...]:

@@ -133,6 +133,7 @@ class TrackingConf:
 class SweepConf:
     fail_fast: bool = False
     penalty: float = 1.0e6
+    resume: Optional[str] = None  # parent run id | last: continue a killed sweep under the same parent
 
 
 @dataclass

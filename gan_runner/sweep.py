@@ -51,6 +51,18 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.tracking.name != "mlflow":
             return
+        resume = OmegaConf.select(config, "sweep.resume")
+        if resume:  # the same parent, and the jobs' sweep.dir tag as before: they find their runs
+            try:
+                uri, run_id, sweep_dir = tracking.reopen_parent_run(config.tracking, str(resume))
+            except tracking.ConfigError as err:
+                print(f"gan_runner: error: {err}", file=sys.stderr)
+                sys.exit(2)
+            self.parent = (uri, run_id)
+            os.environ[ENV_PARENT], os.environ[ENV_DIR] = run_id, sweep_dir
+            atexit.register(self._end, config.objective, config.objective_mode, "FAILED")
+            log.info("sweep.resume: continuing sweep %s (parent run %s)", sweep_dir, run_id)
+            return
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         tags = {"sweep.dir": str(sweep_dir), "sweep.role": "parent",
                 "overrides": " ".join(config.hydra.overrides.task) or "(none)",
@@ -171,3 +183,27 @@ def record_failure(cfg: DictConfig, overrides: list[str], err: Exception) -> Non
     except Exception as other:  # recording must never take the sweep down
         if other is not err:
             log.warning("could not record the failed job in MLflow: %s", other)
+
+
+def resume_job(cfg: DictConfig, root: Path) -> str | None:
+    """sweep.resume, in a job: the run this job (same parent, same hydra.job.num) logged before
+    the sweep was killed, to resume from its checkpoints (a FINISHED one is then skipped by
+    train.run with its stored objective). None: run the job afresh; a run that died before its
+    first checkpoint is ended and deleted, so the parent keeps one run per job."""
+    parent = os.environ.get(ENV_PARENT)
+    if not (OmegaConf.select(cfg, "sweep.resume") and parent and in_multirun()):
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    from gan_runner import checkpoint
+
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    mine = f"tags.`{tracking.PARENT_TAG}` = '{parent}' and tags.`hydra.job.num` = '{HydraConfig.get().job.num}'"
+    found = None
+    for run in sorted(tracking.find_runs(uri, mine), key=lambda r: r.info.start_time):
+        if checkpoint.checkpoints(root / run.info.run_id) or run.info.status == "FINISHED":
+            found = run.info.run_id
+        else:
+            tracking.end_orphan(cfg.tracking, run.info.run_id)
+            tracking.delete_run(uri, run.info.run_id)
+    return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -22,9 +23,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from gan_runner import faults
 from gan_runner.config import ConfigError, check_writable
 
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+PROCESS_TAG = "gan_runner.process"  # host:pid of the process writing a RUNNING run
+IMAGE_STEP = re.compile(r"\+step\+(\d+)\+timestamp\+")  # MLflow's images/<key>+step+<n>+timestamp+...
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -89,15 +93,27 @@ class MlflowTracker(NullTracker):
         if len(self._pending) >= MAX_BATCH or time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
 
-    def skip_logged(self) -> None:
-        """On resume: values the store already has past the checkpoint (a kill -9 leaves some)
-        are not sent again; the resumed run recomputes the same values for those steps."""
+    def skip_logged(self, after_step: int) -> None:
+        """On resume from the checkpoint at `after_step`: values the store already has past it (a
+        kill -9 leaves some) are not sent again; the resumed run recomputes the same values for
+        those steps. The store holds a prefix of each metric's values (batches go in order, each
+        in one transaction), so the last stored step per key says what was sent. Sample grids
+        past the checkpoint are deleted and re-made (a kill may have left one half written, and
+        a second file for the same step would show twice in the UI's per-step image view)."""
         keys = self.client.get_run(self.run_id).data.metrics
         self._logged = {k: max(m.step for m in self.client.get_metric_history(self.run_id, k)) for k in keys}
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        repo = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri)
+        for item in self.client.list_artifacts(self.run_id, "images"):
+            found = IMAGE_STEP.search(item.path)
+            if found and int(found.group(1)) > after_step:
+                repo.delete_artifacts(item.path)
 
     def flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            faults.point("flush")
             self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
         self._last_flush = time.monotonic()
 
@@ -137,6 +153,13 @@ class MlflowTracker(NullTracker):
         from mlflow.models import infer_signature
 
         signature = infer_signature(inputs, outputs)
+        # One model per name and run: one left half-logged by a kill, or logged by the run
+        # before a resume extended it, is replaced.
+        run = self.client.get_run(self.run_id)
+        for old in self.client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{self.run_id}'"):
+            if old.name == name:
+                self.client.delete_logged_model(old.model_id)
+        faults.point("model")
         previous_uri = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(self.client.tracking_uri)
         try:
@@ -222,19 +245,75 @@ def preflight(tracking_cfg, timeout_s: float = 3.0) -> None:
 def _reopen(client, run_id: str, uri: str):
     """resume: the run the checkpoint belongs to, back to RUNNING (from KILLED, FAILED,
     FINISHED, or RUNNING when its process was killed -9: the resume takes it over)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise ConfigError(f"resume: run {run_id} is not in {uri}; use the tracking.uri the run was logged to") from None
+    run = _get(client, run_id, uri)
+    _refuse_if_alive(run)
     client.update_run(run_id, status="RUNNING")
     return run
 
 
+def _get(client, run_id: str, uri: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(f"resume: run {run_id} is not in {uri}; use the tracking.uri the run was logged to") from None
+
+
+def process_alive(tag: str | None) -> bool:
+    """Whether the process named by a PROCESS_TAG value still runs on this host (a zombie does not)."""
+    host, _, pid = (tag or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        try:
+            os.kill(int(pid), 0)
+            return True
+        except OSError:
+            return False
+
+
+def _refuse_if_alive(run) -> None:
+    tag = run.data.tags.get(PROCESS_TAG)
+    if run.info.status == "RUNNING" and process_alive(tag):
+        raise ConfigError(f"resume: run {run.info.run_id} is still being written by process {tag}; stop it first")
+
+
+def run_state(tracking_cfg, run_id: str) -> tuple[str, dict[str, float]]:
+    """(status, latest metrics) of a run in the configured store, before anything changes it."""
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_uri(tracking_cfg.uri)
+    run = _get(MlflowClient(tracking_uri=uri), run_id, uri)
+    return run.info.status, dict(run.data.metrics)
+
+
+def end_orphan(tracking_cfg, run_id: str) -> str | None:
+    """A run whose process died before it wrote a checkpoint: RUNNING -> KILLED (unless its
+    process still runs). Returns the run's status afterwards, None if the store has no such run."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=resolve_uri(tracking_cfg.uri))
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return None
+    _refuse_if_alive(run)
+    if run.info.status == "RUNNING":
+        client.set_terminated(run_id, "KILLED")
+        return "KILLED"
+    return run.info.status
+
+
 @contextmanager
-def open_run(tracking_cfg, run_name: str, tags: dict[str, str], run_id: str | None = None) -> Iterator[NullTracker]:
-    """A tracker for one run (a new one, or `run_id` continued by a resume). The run ends
+def open_run(tracking_cfg, run_name: str, tags: dict[str, str], run_id: str | None = None,
+             after_step: int = -1) -> Iterator[NullTracker]:
+    """A tracker for one run (a new one, or `run_id` continued by a resume from the checkpoint at
+    `after_step`). The run ends
     FINISHED, KILLED on Ctrl-C / SIGTERM, FAILED on any other exception (the error as a tag,
     the traceback in error.log), and its buffered metrics are flushed either way."""
     if tracking_cfg.name == "none":
@@ -248,6 +327,7 @@ def open_run(tracking_cfg, run_name: str, tags: dict[str, str], run_id: str | No
     commit = git_commit()
     if commit:
         tags = {**tags, "mlflow.source.git.commit": commit}
+    tags = {**tags, PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
     if run_id:
         run = _reopen(client, run_id, uri)
     else:
@@ -256,7 +336,8 @@ def open_run(tracking_cfg, run_name: str, tags: dict[str, str], run_id: str | No
     status = "FAILED"
     try:
         if run_id:
-            tracker.skip_logged()
+            tracker.set_tags({PROCESS_TAG: tags[PROCESS_TAG]})
+            tracker.skip_logged(after_step)
         yield tracker
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -298,7 +379,37 @@ def start_parent_run(tracking_cfg, run_name: str, tags: dict[str, str]) -> tuple
     uri = resolve_uri(tracking_cfg.uri)
     client = MlflowClient(tracking_uri=uri)
     experiment_id = ensure_experiment(client, tracking_cfg.experiment, uri)
+    tags = {**tags, PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
     return uri, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+
+def reopen_parent_run(tracking_cfg, token: str) -> tuple[str, str, str]:
+    """sweep.resume=<parent run id | last>: that sweep's parent back to RUNNING; returns
+    (uri, run_id, its sweep.dir tag). `last` is the newest parent in this store."""
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_uri(tracking_cfg.uri)
+    client = MlflowClient(tracking_uri=uri)
+    if token == "last":
+        parents = find_runs(uri, "tags.`sweep.role` = 'parent'")
+        if not parents:
+            raise ConfigError(f"sweep.resume=last: no sweep in {uri}")
+        run = max(parents, key=lambda r: r.info.start_time)
+    else:
+        run = _get(client, token, uri)
+        if run.data.tags.get("sweep.role") != "parent":
+            raise ConfigError(f"sweep.resume={token}: run {token} in {uri} is not a sweep's parent run")
+    _refuse_if_alive(run)
+    client.update_run(run.info.run_id, status="RUNNING")
+    client.set_tag(run.info.run_id, PROCESS_TAG, f"{socket.gethostname()}:{os.getpid()}")
+    return uri, run.info.run_id, run.data.tags["sweep.dir"]
+
+
+def delete_run(uri: str, run_id: str) -> None:
+    """Soft-delete (MLflow's lifecycle 'deleted'): gone from searches and the UI, restorable."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=uri).delete_run(run_id)
 
 
 def find_runs(uri: str, filter_string: str) -> list:

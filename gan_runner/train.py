@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -20,7 +21,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from gan_runner import config as config_mod
-from gan_runner import checkpoint, data, registry, stopping, sweep, tracking
+from gan_runner import checkpoint, data, faults, registry, stopping, sweep, tracking
 from gan_runner.progress import Progress
 from gan_runner.stopping import Diverged, Interrupted  # noqa: F401  (what callers catch)
 
@@ -41,7 +42,14 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     tracking.preflight(cfg.tracking)
     root = checkpoint.root_dir(cfg)
     checkpoint.check_writable(root)
-    resumed = checkpoint.load_for_resume(cfg, root) if cfg.resume else None
+    resumed, changes = None, []
+    if cfg.sweep.resume and not cfg.resume:  # a job of a resumed sweep: its earlier run, if any
+        cfg.resume = sweep.resume_job(cfg, root)
+    if cfg.resume:
+        try:
+            resumed, cfg, changes = _resume(cfg, root, overrides)
+        except AlreadyFinished as done:  # said so in one line; the store is left as it was
+            return done.objective
     real = data.load(cfg.data, cfg.seed)
     if cfg.batch.size > len(real):  # image data: its size is known only once read
         raise config_mod.ConfigError(f"batch.size: {cfg.batch.size} is larger than the data "
@@ -54,13 +62,18 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     folder = None
     try:
         with stopping.SignalStop() as stop, \
-                tracking.open_run(cfg.tracking, run_name(cfg, overrides), run_tags(cfg, overrides), run_id) as tracker:
+                tracking.open_run(cfg.tracking, run_name(cfg, overrides), run_tags(cfg, overrides), run_id,
+                                  resumed.step if resumed else -1) as tracker:
             folder = resumed.path.parent if resumed else root / (tracker.run_id or time.strftime("local-%Y%m%d-%H%M%S"))
-            _start_logging(cfg, tracker, folder, resumed)
+            _start_logging(cfg, tracker, folder, resumed, changes)
             ckpt = checkpoint.Checkpointer(folder, cfg.checkpoint.keep, tracker.run_id,
                                            tracking.resolve_uri(cfg.tracking.uri) if tracker.run_id else None,
-                                           OmegaConf.to_container(cfg, resolve=True))
-            return Trainer(cfg, real, tracker, ckpt, stop, resumed).fit()
+                                           OmegaConf.to_container(cfg, resolve=True),
+                                           resumed.meta.get("overrides", []) if resumed else overrides)
+            faults.point("startup")
+            value = Trainer(cfg, real, tracker, ckpt, stop, resumed).fit()
+            faults.point("finish")
+            return value
     except Interrupted as err:  # the run is KILLED by now and the checkpoint written
         token = tracker.run_id if tracker.run_id and folder == root / tracker.run_id else str(folder)
         args = [*(shlex.quote(o) for o in overrides if not o.startswith("resume=")), f"resume={shlex.quote(token)}"]
@@ -74,16 +87,57 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
         raise
 
 
-def _start_logging(cfg: DictConfig, tracker: tracking.NullTracker, folder: Path, resumed) -> None:
+class AlreadyFinished(Exception):
+    """resume= of a FINISHED run that asks for no more steps: nothing to do."""
+
+    def __init__(self, objective: float):
+        self.objective = objective
+
+
+def _resume(cfg: DictConfig, root: Path, overrides: list[str]):
+    """resume=: (checkpoint, the run's stored config changed by this command line's keys, the
+    changes); AlreadyFinished (with the stored objective) when the run is FINISHED and no more
+    steps are asked for.
+    A run id with no checkpoint (killed before its first one) is ended KILLED, in one line."""
+    uri = tracking.resolve_uri(cfg.tracking.uri) if cfg.tracking.name == "mlflow" else None
+    token = str(cfg.resume)
+    if uri and re.fullmatch(r"[0-9a-f]{32}", token) and not Path(token).exists() \
+            and not checkpoint.checkpoints(root / token):
+        status = tracking.end_orphan(cfg.tracking, token)
+        if status == "FINISHED":  # checkpoints deleted since: its numbers are in the store
+            print(f"gan_runner: nothing to resume: run {token} is FINISHED", file=sys.stderr)
+            raise AlreadyFinished(tracking.run_state(cfg.tracking, token)[1].get(cfg.objective, math.nan))
+        if status is not None:
+            raise config_mod.ConfigError(
+                f"resume={token}: nothing to resume: the run has no checkpoint in {root / token} (it stopped before "
+                f"its first one; the run is {status}); start it again without resume=")
+    resumed, new_cfg, changes = checkpoint.load_for_resume(cfg, root, overrides, uri)
+    run_id, planned = resumed.meta["run_id"], int(resumed.meta["config"]["train_steps"])
+    saved = resumed.meta.get("trainer") or {}
+    status, metrics = tracking.run_state(new_cfg.tracking, run_id) if uri and run_id else (None, {})
+    finished = status == "FINISHED" if status else bool(saved.get("finished"))
+    if finished and new_cfg.train_steps <= planned:
+        print(f"gan_runner: nothing to resume: run {run_id or resumed.path.parent} finished at step {resumed.step} "
+              f"(train_steps={planned}); give a larger train_steps= to extend it", file=sys.stderr)
+        value = saved.get("history", {}).get(new_cfg.objective, metrics.get(new_cfg.objective, math.nan))
+        raise AlreadyFinished(value if math.isfinite(value) else float("nan"))
+    return resumed, new_cfg, changes
+
+
+def _start_logging(cfg: DictConfig, tracker: tracking.NullTracker, folder: Path, resumed, changes=()) -> None:
     """Params and config for a new run; for a resumed one (params are immutable in MLflow and
-    train_steps may have changed) the new config as its own artifact and a tag."""
+    train_steps may have changed) the new config as its own artifact and tags: where it resumed
+    from and what this command line changed."""
     text = OmegaConf.to_yaml(cfg, resolve=True)
     if resumed is None:
         tracker.log_params(tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
         tracker.log_text(text, "config.yaml")
     else:
         tracker.log_text(text, f"config_resume_step{resumed.step:07d}.yaml")
-        tracker.set_tags({"resumed": f"from step {resumed.step} ({resumed.path.name})"})
+        tracker.set_tags({"resumed": f"from step {resumed.step} ({resumed.path.name})",
+                          "resume.changes": "; ".join(changes) or "(none)"})
+        if changes:
+            log.info("resume changes the stored config: %s", "; ".join(changes))
     tracker.set_tags({"checkpoint.dir": str(folder)})
 
 
@@ -184,12 +238,35 @@ class Trainer:
         self.history: dict[str, float] = {}
         self._eval_noise: dict[int, np.ndarray] = {}
         self.checkpointer, self.stop = checkpointer, stop or stopping.SignalStop()
-        if resumed is not None:  # after building: the optimizers' slots must exist to be assigned
-            checkpoint.restore(resumed, self.gan.state_variables())
         self._step = int(self.gan.step.numpy())
         self._chunk = 1  # steps in the next chunk; the first one mostly traces the graph
         self._pinned = 0  # consecutive logged values that meet the early-stop rule
         self._best: tuple[int, float, list] | None = None  # (step, objective, G's weights) of the best eval
+        self._done = False  # the loop ended already (early stop, or the last step): only the end is left
+        if resumed is not None:  # after building: the optimizers' slots must exist to be assigned
+            checkpoint.restore(resumed, self.gan.state_variables())
+            self._step = int(self.gan.step.numpy())
+            self._restore_loop_state(resumed)
+
+    def _loop_state(self, finished: bool) -> tuple[dict, dict[str, np.ndarray]]:
+        """What the loop keeps besides the variables, for the checkpoint: the last value of each
+        metric (the objective of a run resumed at its end), the early-stop count and the best
+        evaluation (its G weights as arrays): without them a resume would log best/* again."""
+        state = {"history": self.history, "pinned": self._pinned, "finished": finished,
+                 "best": list(self._best[:2]) if self._best else None}
+        arrays = {f"best.{i:03d}": w for i, w in enumerate(self._best[2])} if self._best else {}
+        return state, arrays
+
+    def _restore_loop_state(self, resumed: checkpoint.Checkpoint) -> None:
+        state = resumed.meta.get("trainer") or {}  # absent in checkpoints of older versions
+        self.history.update(state.get("history", {}))
+        self._pinned = int(state.get("pinned", 0))
+        # killed after the loop's last checkpoint (e.g. an early stop): finish, do not train on,
+        # unless this resume asks for more steps than that run planned
+        self._done = bool(state.get("finished")) and self.cfg.train_steps <= int(resumed.meta["config"]["train_steps"])
+        if state.get("best"):
+            weights = [resumed.arrays[k] for k in sorted(resumed.arrays) if k.startswith("host.trainer.best.")]
+            self._best = (int(state["best"][0]), float(state["best"][1]), weights)
 
     def generate(self, n: int) -> np.ndarray:
         """n fakes from evaluation noise fixed for the whole run (the same z at every eval, so
@@ -224,8 +301,9 @@ class Trainer:
 
         final = False
         with Progress(cfg.train_steps, start=step) as progress:
-            while step < cfg.train_steps and self.stop.signum is None:
+            while step < cfg.train_steps and self.stop.signum is None and not self._done:
                 until = min([cfg.train_steps, step + self._chunk] + [(step // c + 1) * c for c in cadences])
+                faults.point("trace" if step == start else "chunk")
                 out = self._run_chunk(until - step)
                 step = self._step = int(self.gan.step.numpy())
                 if not (math.isfinite(out["d_loss"]) and math.isfinite(out["g_loss"])):
@@ -239,6 +317,7 @@ class Trainer:
                 if step % cfg.eval_every == 0 or final:
                     with timed("eval"):
                         values = self.model.evaluate(self.generate, self.real, cfg, step)
+                    faults.point("eval")
                     self._log(values, step)
                     self._keep_best(values, step)
                 grids, figures = step % cfg.sample_every == 0 or final, step % cfg.plot_every == 0 or final
@@ -246,7 +325,7 @@ class Trainer:
                     with timed("pictures"):
                         self._pictures(step, grids, figures)
                 if (every and step % every == 0) or final:
-                    self._checkpoint(step)
+                    self._checkpoint(step, finished=final)
                 progress.update(step, self.history)
                 if final:
                     break
@@ -285,10 +364,18 @@ class Trainer:
                                              f"for {rule.patience} logged values"})
         return True
 
-    def _checkpoint(self, step: int) -> None:
+    def _checkpoint(self, step: int, finished: bool = False) -> None:
+        """A checkpoint is never ahead of the store: every metric logged so far is written (and
+        waited for) before the checkpoint file is renamed into place; pictures and figures are
+        sent synchronously as they are made. A kill -9 at any instant thus leaves the store
+        holding at least everything up to the newest checkpoint, and the resume skips what it
+        holds beyond (MlflowTracker.skip_logged). Chosen over keeping unsent metrics in the
+        checkpoint and replaying them: the store stays the one record, with no second copy to
+        reconcile, for one log_batch (~6 ms) per checkpoint."""
         if self.checkpointer is not None:
             started = time.perf_counter()
-            path = self.checkpointer.save(step, self.gan.state_variables())
+            self.tracker.flush()
+            path = self.checkpointer.save(step, self.gan.state_variables(), *self._loop_state(finished))
             log.info("checkpoint %s (%.1f ms)", path, 1000 * (time.perf_counter() - started))
 
     def _log(self, values: dict[str, float], step: int) -> None:
@@ -303,9 +390,11 @@ class Trainer:
             if isinstance(picture, np.ndarray):
                 if grids:  # one image per step under a stable key: the UI's per-step image view
                     self.tracker.log_image(picture, key=name, step=step)
+                    faults.point("picture")
             else:
                 if figures:
                     self.tracker.log_figure(picture, f"plots/{name}_step{step:07d}.png")
+                    faults.point("picture")
                 plots.close(picture)
 
     def _keep_best(self, values: dict[str, float], step: int) -> None:
@@ -327,6 +416,7 @@ class Trainer:
                 path = Path(tmp) / f"{net.name}.weights.h5"
                 net.save_weights(path)
                 self.tracker.log_artifact(path, "weights")
+                faults.point("weights")
             if self._best is not None:  # G at the best step: swapped in, saved, swapped back
                 step, value, weights = self._best
                 best = Path(tmp) / "best" / "generator.weights.h5"
