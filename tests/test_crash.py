@@ -1,0 +1,164 @@
+"""Crash consistency (issue 18) and resume semantics (issue 11), on real runs killed with SIGKILL,
+a real SQLite MLflow store and real checkpoints.
+
+- kill -9 at seeded points of every phase, resume, repeat: the finished run equals an
+  uninterrupted one (tests/crash_harness.py; `make crash` runs hundreds of kills);
+- a run killed before its first checkpoint: `resume=` says so in one line and ends it KILLED;
+  `resume=last` never takes a run of another store;
+- `resume=` of a FINISHED run: nothing to do (one line, store untouched) or, with a larger
+  train_steps, the same run extended; a bare `resume=` continues the run's stored config;
+- a 4-job parallel sweep killed mid-way continues with `sweep.resume=last` under its parent.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import crash_harness as ch
+from conftest import all_runs, compose_cfg, metric_history
+from gan_runner import checkpoint, train
+from gan_runner.config import ConfigError
+
+pytestmark = pytest.mark.crash
+TINY = ch.MODELS["gaussian1d"]
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory, classifier_cache):
+    h = ch.Harness(tmp_path_factory.mktemp("crash"), classifier_cache)
+    yield h
+    h.close()
+
+
+def test_kill9_at_seeded_points_then_resume_equals_an_uninterrupted_run(harness):
+    """Both models, 3 seeded kill points each (kills at named points and after random times)."""
+    outcomes = ch.run_suite(harness, list(ch.MODELS), runs=1, kills=3, seed=7)
+    for outcome in outcomes:
+        assert outcome.held, (outcome.model, outcome.log, outcome.problems)
+    assert all(o.kills >= 2 for o in outcomes), [(o.model, o.log) for o in outcomes]
+
+
+def test_killed_before_its_first_checkpoint_resume_says_so_and_ends_it_killed(harness, tmp_path, client, store):
+    code, _, _ = harness.launch([*TINY, f"tracking.uri={store}"], tmp_path, fault="startup:1")
+    assert code == -signal.SIGKILL
+    (run,) = all_runs(client, "gaussian1d")
+    assert run.info.status == "RUNNING" and not checkpoint.checkpoints(tmp_path / "checkpoints" / run.info.run_id)
+    code, text, _ = harness.launch([*TINY, f"tracking.uri={store}", f"resume={run.info.run_id}"], tmp_path)
+    lines = [ln for ln in text.splitlines() if ln.startswith("gan_runner:")]
+    assert code == 2 and len(lines) == 1 and "nothing to resume" in lines[0], text[-2000:]
+    assert client.get_run(run.info.run_id).info.status == "KILLED"
+
+
+def test_resume_last_never_takes_another_stores_run(tmp_path):
+    shared = tmp_path / "ckpts"
+    local = ["tracking=none", f"checkpoint.dir={shared}", *TINY, "train_steps=20"]
+    train.run(compose_cfg(local), local)  # a checkpoint of a run that is in no store
+    mine = [f"tracking.uri=sqlite:///{tmp_path / 'b.db'}", f"checkpoint.dir={shared}", *TINY, "resume=last"]
+    with pytest.raises(ConfigError, match="nothing to resume.*1 there belong to other stores"):
+        train.run(compose_cfg(mine), mine)
+
+
+def _stored(client, run_id):
+    run = client.get_run(run_id)
+    paths, stack = [], [""]
+    while stack:
+        for item in client.list_artifacts(run_id, stack.pop() or None):
+            (stack if item.is_dir else paths).append(item.path)
+    history = {k: metric_history(client, run_id, k) for k in run.data.metrics}
+    return run.info.status, run.info.end_time, run.data.tags, history, sorted(paths)
+
+
+def test_resume_of_a_finished_run_does_nothing_or_extends_it_from_its_stored_config(store, client, capfd):
+    """A 20-step run with its own cadences; resumed bare (no overrides but the store): nothing
+    to do, the store untouched; resumed with train_steps=40 only: the same run goes on at its
+    own cadences and ends as an uninterrupted 40-step run would (today's defaults log every 30)."""
+    args = [f"tracking.uri={store}", *TINY, "train_steps=20", "plot_every=20", "tracking.run_name=short"]
+    train.run(compose_cfg(args), args)
+    (run,) = all_runs(client, "gaussian1d")
+    run_id, before = run.info.run_id, _stored(client, run.info.run_id)
+    capfd.readouterr()
+    for token in (run_id, "last"):
+        bare = [f"tracking.uri={store}", f"resume={token}"]
+        assert train.run(compose_cfg(bare), bare) == run.data.metrics["eval/kl_target"]
+        err = capfd.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "nothing to resume" in err[0] and "train_steps=20" in err[0], err
+        assert _stored(client, run_id) == before
+
+    more = [f"tracking.uri={store}", f"resume={run_id}", "train_steps=40"]
+    train.run(compose_cfg(more), more)
+    full = [f"tracking.uri={store}", *TINY, "train_steps=40", "plot_every=20", "tracking.run_name=full"]
+    train.run(compose_cfg(full), full)
+    runs = {r.data.tags["mlflow.runName"]: r for r in all_runs(client, "gaussian1d")}
+    assert set(runs) == {"short", "full"} and runs["short"].info.status == "FINISHED"
+    assert runs["short"].data.tags["resume.changes"] == "train_steps: 20 -> 40"
+    got, want = _stored(client, run_id)[3], _stored(client, runs["full"].info.run_id)[3]
+    timing = lambda k: k.startswith("perf/") or k.endswith("_s")
+    assert {k: v for k, v in got.items() if not timing(k)} == {k: v for k, v in want.items() if not timing(k)}
+    assert [s for s, _ in got["train/d_loss"]] == list(range(10, 41, 10))
+
+
+def test_bare_resume_of_a_killed_run_continues_its_stored_config(harness, tmp_path, store, client):
+    """Killed after its first checkpoint (the second checkpoint's rename never happened) and
+    resumed with only the store: it ends as the uninterrupted run of its own config."""
+    expected, _ = harness.reference("gaussian1d")
+    code, _, _ = harness.launch([*TINY, f"tracking.uri={store}"], tmp_path, fault="ckpt_tmp:2")
+    assert code == -signal.SIGKILL
+    (run,) = all_runs(client, "gaussian1d")
+    code, text, _ = harness.launch([f"tracking.uri={store}", f"resume={run.info.run_id}"], tmp_path)
+    assert code == 0, text[-2000:]
+    assert ch.differences(expected, ch.snapshot(store, run.info.run_id, tmp_path)) == []
+
+
+SWEEP = ["-m", "hydra/launcher=parallel", "seed=0,1,2,3", "train_steps=600", "log_every=10", "eval_every=50",
+         "plot_every=100000", "sample_every=100000", "eval.n_fake=500", "checkpoint.every=50",
+         "tracking.flush_every_s=0.5"]
+
+
+@pytest.mark.slow
+def test_parallel_sweep_killed_midway_resumes_under_the_same_parent(tmp_path, store, client):
+    """kill -9 of the whole sweep (launcher and joblib workers) once one job has FINISHED and
+    another has a checkpoint; `sweep.resume=last` skips the finished, resumes the interrupted
+    and runs the rest: 4 FINISHED children with complete histories, one parent."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    args = [sys.executable, "-m", "gan_runner", *SWEEP, f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    with open(tmp_path / "first.log", "w") as out:
+        proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out, stderr=out, start_new_session=True)
+
+    def midway() -> bool:
+        children = [r for r in all_runs(client, "gaussian1d") if "mlflow.parentRunId" in r.data.tags] \
+            if (tmp_path / "mlflow.db").exists() else []
+        done = [r for r in children if r.info.status == "FINISHED"]
+        going = [r for r in children if r.info.status == "RUNNING"
+                 and checkpoint.checkpoints(tmp_path / "checkpoints" / r.info.run_id)]
+        return bool(done and going)
+
+    deadline = time.monotonic() + 400
+    while not midway():
+        assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "the sweep never got midway"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1)  # the workers die with their process group
+    runs = all_runs(client, "gaussian1d")
+    assert sum(r.info.status == "FINISHED" for r in runs) < 4
+
+    resumed = subprocess.run([*args[:-1], f"hydra.sweep.dir={tmp_path / 'sweep2'}", "sweep.resume=last"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    runs = all_runs(client, "gaussian1d")
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep.n_jobs"] == "4"
+    assert len(runs) == 5 and sorted(r.data.tags["hydra.job.num"] for r in children) == ["0", "1", "2", "3"]
+    assert any("resumed" in r.data.tags for r in children)
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert [s for s, _ in metric_history(client, child.info.run_id, "train/d_loss")] == list(range(10, 601, 10))
+        assert [s for s, _ in metric_history(client, child.info.run_id, "eval/kl")] == list(range(50, 601, 50))
+        assert [s for s, _ in metric_history(client, child.info.run_id, "eval/kl_floor")] == [0]
