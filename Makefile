@@ -8,7 +8,7 @@ PORT   ?= 5000
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test bench ui docs-images clean
+.PHONY: help install run test bench crash ui docs-images clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ test: $(STAMP) ## run the test suite
 
 bench: $(STAMP) ## measure speed and quality; prints the figures the README quotes
 	GAN_RUNNER_MNIST=$(MNIST) $(PY) -m gan_runner.bench $(ARGS)
+
+crash: $(STAMP) ## kill -9 runs of both models at hundreds of seeded points, resume each, compare with uninterrupted runs; ARGS="--runs 5 --kills 3 --seed 1"
+	GAN_RUNNER_MNIST=$(MNIST) $(PY) tests/crash_harness.py $(if $(ARGS),$(ARGS),--runs 40 --kills 4)
 
 ui: $(STAMP) ## MLflow UI on http://127.0.0.1:PORT (default 5000) over the store the runs write to; Ctrl-C stops it
 	@$(PY) -m gan_runner.ui --port $(PORT)

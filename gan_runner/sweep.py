@@ -191,7 +191,9 @@ def resume_job(cfg: DictConfig, root: Path) -> str | None:
     train.run with its stored objective). None: run the job afresh; a run that died before its
     first checkpoint is ended and deleted, so the parent keeps one run per job."""
     parent = os.environ.get(ENV_PARENT)
-    if not (OmegaConf.select(cfg, "sweep.resume") and parent and in_multirun()):
+    if not in_multirun():
+        raise tracking.ConfigError("sweep.resume: continues a multirun (-m ...); for one run use resume=<run id | last>")
+    if not (OmegaConf.select(cfg, "sweep.resume") and parent):  # tracking=none: no runs to find
         return None
     from hydra.core.hydra_config import HydraConfig
 

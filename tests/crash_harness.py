@@ -285,8 +285,8 @@ class Harness:
         run_id = None
         for how, value in outcome.plan:
             args = base + ([f"resume={run_id}"] if run_id else [])
-            code, text, _ = self.launch(args, folder, value if how == "at" else None, value if how == "after" else None)
-            outcome.log.append((how, value, code))
+            code, text, wall_s = self.launch(args, folder, value if how == "at" else None, value if how == "after" else None)
+            outcome.log.append((how, value, code, round(wall_s, 1)))
             if code == -signal.SIGKILL:
                 outcome.kills += 1
             elif code == 0:
@@ -301,8 +301,8 @@ class Harness:
             if run_id and code == -signal.SIGKILL and not list((folder / "checkpoints" / run_id).glob("ckpt-*.npz")):
                 self._check_orphan(uri, folder, base, run_id, outcome)
                 run_id = None
-        code, text, _ = self.launch(base + ([f"resume={run_id}"] if run_id else []), folder)  # to the end
-        outcome.log.append(("end", None, code))
+        code, text, wall_s = self.launch(base + ([f"resume={run_id}"] if run_id else []), folder)  # to the end
+        outcome.log.append(("end", None, code, round(wall_s, 1)))
         if code != 0:
             outcome.problems.append(f"final resume: exit {code}: {text[-1500:]}")
             return outcome

@@ -35,7 +35,8 @@ def harness(tmp_path_factory, classifier_cache):
 
 
 def test_kill9_at_seeded_points_then_resume_equals_an_uninterrupted_run(harness):
-    """Both models, 3 seeded kill points each (kills at named points and after random times)."""
+    """Both models, 3 seeded kill points each (at named points and after random times);
+    `make crash` draws hundreds."""
     outcomes = ch.run_suite(harness, list(ch.MODELS), runs=1, kills=3, seed=7)
     for outcome in outcomes:
         assert outcome.held, (outcome.model, outcome.log, outcome.problems)
