@@ -114,6 +114,47 @@ def test_bare_resume_of_a_killed_run_continues_its_stored_config(harness, tmp_pa
     assert ch.differences(expected, ch.snapshot(store, run.info.run_id, tmp_path)) == []
 
 
+def test_a_kill_while_another_run_writes_the_same_store_loses_nothing_of_either(harness, tmp_path, store, client):
+    """A longer run writes the store (flushing every 0.1 s) while another in the same store is killed and
+    resumed: the store stays sound, and both runs end as their uninterrupted references."""
+    long_args = [*TINY, "train_steps=600", "tracking.flush_every_s=0.1"]
+    ref_dir = tmp_path / "reference"
+    ref_dir.mkdir()
+    ref_store = f"sqlite:///{ref_dir / 'mlflow.db'}"
+    assert harness.launch([*long_args, f"tracking.uri={ref_store}"], ref_dir)[0] == 0
+    (ref_run,) = all_runs(ch_client(ref_store), "gaussian1d")
+    expected_long = ch.snapshot(ref_store, ref_run.info.run_id, ref_dir)
+    expected_short, _ = harness.reference("gaussian1d")
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    with open(tmp_path / "neighbour.log", "w") as out:
+        neighbour = subprocess.Popen([sys.executable, "-m", "gan_runner", *long_args, f"tracking.uri={store}"],
+                                     cwd=tmp_path, env=env, stdout=out, stderr=out)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "mlflow.db").exists() or not any(
+            client.get_metric_history(r.info.run_id, "train/d_loss") for r in all_runs(client, "gaussian1d")):
+        assert neighbour.poll() is None and time.monotonic() < deadline, (tmp_path / "neighbour.log").read_text()[-2000:]
+        time.sleep(0.1)
+    (first,) = all_runs(client, "gaussian1d")
+    short = [*TINY, f"tracking.uri={store}"]
+    assert harness.launch(short, tmp_path, fault="eval:2")[0] == -signal.SIGKILL  # after its first checkpoint
+    assert neighbour.poll() is None, "the neighbour ended before the kill: nothing was tested"
+    assert ch.integrity(tmp_path / "mlflow.db") == "ok"
+    (second,) = [r.info.run_id for r in all_runs(client, "gaussian1d") if r.info.run_id != first.info.run_id]
+    assert harness.launch([*short, f"resume={second}"], tmp_path)[0] == 0
+    assert neighbour.wait(timeout=300) == 0, (tmp_path / "neighbour.log").read_text()[-2000:]
+    assert ch.integrity(tmp_path / "mlflow.db") == "ok"
+    for run_id, expected in ((first.info.run_id, expected_long), (second, expected_short)):
+        assert ch.differences(expected, ch.snapshot(store, run_id, tmp_path)) == [], run_id
+
+
+def ch_client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
 SWEEP = ["-m", "hydra/launcher=parallel", "seed=0,1,2,3", "train_steps=600", "log_every=10", "eval_every=50",
          "plot_every=100000", "sample_every=100000", "eval.n_fake=500", "checkpoint.every=50",
          "tracking.flush_every_s=0.5"]
