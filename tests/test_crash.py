@@ -41,6 +41,8 @@ def test_kill9_at_seeded_points_then_resume_equals_an_uninterrupted_run(harness)
     for outcome in outcomes:
         assert outcome.held, (outcome.model, outcome.log, outcome.problems)
     assert all(o.kills >= 2 for o in outcomes), [(o.model, o.log) for o in outcomes]
+    dcgan, _ = harness.reference("dcgan")  # what was compared includes a model and sample grids
+    assert dcgan.models == [("generator", "READY")] and {(k, s) for k, s, _ in dcgan.images} == {("samples", s) for s in (4, 8, 12)}
 
 
 def test_killed_before_its_first_checkpoint_resume_says_so_and_ends_it_killed(harness, tmp_path, client, store):
