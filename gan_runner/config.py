@@ -8,9 +8,13 @@ caught there); ranges and names are checked by the rules below.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
 import math
 import os
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -229,6 +233,17 @@ SCHEDULE_PARAMS: dict[str, dict[str, type]] = {
     "exponential": {"decay_rate": float, "decay_steps": int},
     "cosine": {"decay_steps": int, "alpha": float},
 }
+# Parameters that may stay null for both networks (cosine: decay over the whole run).
+SCHEDULE_NULLABLE = {("cosine", "decay_steps")}
+# optimizer.params: the Keras constructor's keywords (tests/test_config_space.py checks them
+# against keras.optimizers' signatures). learning_rate is not one: it is optimizer.d / .g.
+OPTIMIZER_PARAMS: dict[str, tuple[str, ...]] = {
+    "rmsprop": ("rho", "momentum", "epsilon", "centered"),
+    "adam": ("beta_1", "beta_2", "epsilon", "amsgrad"),
+    "sgd": ("momentum", "nesterov"),
+}
+OPTIMIZER_COMMON_PARAMS = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "use_ema", "ema_momentum",
+                           "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps")
 
 
 # ---- command-line group choices (checked before Hydra composes) ---------------------------
@@ -261,9 +276,15 @@ def check_group_overrides(args: list[str]) -> None:
 # ---- validation of a composed config -------------------------------------------------------
 
 
+@functools.cache
+def _structured(schema: type) -> DictConfig:
+    """The schema as a config, built once (OmegaConf.merge copies it, never changes it)."""
+    return OmegaConf.structured(schema)
+
+
 def _merge(schema: type, node: Any, where: str) -> DictConfig:
     try:
-        return OmegaConf.merge(OmegaConf.structured(schema), node)
+        return OmegaConf.merge(_structured(schema), _integral_floats(schema, node))
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", "") or ""
         full = f"{where}.{key}" if where and key else (where or key)
@@ -277,8 +298,77 @@ def _merge(schema: type, node: Any, where: str) -> DictConfig:
             owner = getattr(err, "object_type", None)
             owner = owner if hasattr(owner, "__dataclass_fields__") else schema
             allowed = ", ".join(f.name for f in owner.__dataclass_fields__.values())
-            raise ConfigError(f"{full}: unknown key; allowed: {allowed}") from None
+            raise ConfigError(f"{full}: unknown key; allowed: {allowed}{did_you_mean(full)}") from None
         raise ConfigError(f"{full}: {reason}") from None
+
+
+def _integral_floats(schema: type, node: Any) -> Any:
+    """Hydra reads `train_steps=1e3` as the float 1000.0: where the schema wants an integer, an
+    integral float becomes that integer (1.5 stays a float, and the merge refuses it by name)."""
+    if not isinstance(node, dict) or not dataclasses.is_dataclass(schema):
+        return node
+    hints = typing.get_type_hints(schema)
+    out = dict(node)
+    for f in dataclasses.fields(schema):
+        if f.name not in out:
+            continue
+        kind = _strip_optional(hints[f.name])
+        value = out[f.name]
+        if kind is int:
+            out[f.name] = _as_int(value)
+        elif typing.get_origin(kind) is list and typing.get_args(kind) == (int,) and isinstance(value, list):
+            out[f.name] = [_as_int(v) for v in value]
+        elif dataclasses.is_dataclass(kind):
+            out[f.name] = _integral_floats(kind, value)
+    return out
+
+
+def _strip_optional(kind: Any) -> Any:
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return args[0] if typing.get_origin(kind) is typing.Union and len(args) == 1 else kind
+
+
+def _as_int(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def known_keys() -> list[str]:
+    """Every dotted key the schemas know (model and data keys of every choice, schedule
+    parameters): the candidates for a did-you-mean hint."""
+    def walk(schema: type, prefix: str) -> list[str]:
+        out = []
+        for name, kind in typing.get_type_hints(schema).items():
+            kind = _strip_optional(kind)
+            out += walk(kind, f"{prefix}{name}.") if dataclasses.is_dataclass(kind) else [prefix + name]
+        return out
+
+    keys = walk(RunConf, "")
+    for schemas, group in ((MODEL_SCHEMAS, "model"), (DATA_SCHEMAS, "data")):
+        keys += [k for schema in schemas.values() for k in walk(schema, f"{group}.")]
+    params = {p for ps in SCHEDULE_PARAMS.values() for p in ps}
+    keys += [f"schedule.{part}{p}" for p in params for part in ("", "d.", "g.")]
+    keys += [f"optimizer.params.{p}" for ps in OPTIMIZER_PARAMS.values() for p in ps]
+    return sorted(set(keys))
+
+
+def did_you_mean(key: str) -> str:
+    """'; did you mean a or b?' for an unknown key, or ''. A candidate's last part must match
+    the unknown one's: equal, nearly equal (train_step), or its initials (lr: learning_rate);
+    candidates in the same top-level group come first, the 3 closest are named."""
+    last, root = key.split(".")[-1], key.split(".")[0]
+
+    def initials(name: str) -> str:
+        return "".join(word[0] for word in name.split("_") if word)
+
+    def close(name: str) -> bool:
+        return (name == last or initials(name) == last or (len(last) >= 3 and name.startswith(last))
+                or difflib.SequenceMatcher(None, name, last).ratio() >= 0.8)
+
+    found = [k for k in known_keys() if k != key and close(k.split(".")[-1])]
+    same_group = [k for k in found if k.split(".")[0] == root and "." in key]
+    found = same_group or found
+    found.sort(key=lambda k: -difflib.SequenceMatcher(None, k, key).ratio())
+    return f"; did you mean {' or '.join(found[:3])}?" if found else ""
 
 
 def _type_name(reason: str) -> str:
@@ -305,8 +395,14 @@ def _positive_float(key: str, value: float) -> None:
     _need(math.isfinite(value) and value > 0, f"{key}: must be > 0, got {value}")
 
 
-def validate(cfg: DictConfig) -> DictConfig:
+def user_keys(overrides: list[str] | None) -> set[str]:
+    """The keys a command line sets (`+a.b=1`, `++a.b=1` and `a.b=1` all set a.b)."""
+    return {o.split("=", 1)[0].lstrip("+~") for o in overrides or [] if "=" in o}
+
+
+def validate(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
     """Check types, names and ranges; return the config with schema defaults filled in.
+    `overrides` (the command line) lets a check tell a value the user set from a default.
 
     Raises ConfigError with one line. Never imports TensorFlow."""
     raw = OmegaConf.to_container(cfg, resolve=True)
@@ -318,7 +414,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     _choice("data", data.get("name", "?"), sorted(DATA_SCHEMAS))
     out.model = _merge(MODEL_SCHEMAS[model["name"]], model, "model")
     out.data = _merge(DATA_SCHEMAS[data["name"]], data, "data")
-    out.schedule = _check_schedule(schedule)
+    out.schedule = _check_schedule(schedule, user_keys(overrides))
     model_kind, data_kind = registry.MODELS[out.model.name].data_kind, registry.DATA_KINDS[out.data.name]
     _need(model_kind == data_kind, f"data: model '{out.model.name}' needs {model_kind} data, "
           f"'{out.data.name}' is {data_kind}; choose data={' or data='.join(registry.data_for(model_kind))}")
@@ -329,26 +425,50 @@ def validate(cfg: DictConfig) -> DictConfig:
     return out
 
 
-def _check_schedule(schedule: dict) -> DictConfig:
+def _check_schedule(schedule: dict, set_by_user: set[str]) -> DictConfig:
+    """Each parameter of the chosen schedule must have a value for D and for G (schedule.<net>.<p>,
+    else the shared schedule.<p>); a shared value the user set while both networks have their
+    own is refused, since it could not take effect."""
     name = schedule.get("name", "?")
     _choice("schedule", name, SCHEDULES)
     allowed = SCHEDULE_PARAMS[name]
-    shared = {k: v for k, v in schedule.items() if k not in ("name", "d", "g")}
-    for part, values in (("", shared), ("d.", schedule.get("d") or {}), ("g.", schedule.get("g") or {})):
+    out = {"name": name, **{k: v for k, v in schedule.items() if k not in ("name", "d", "g")},
+           "d": dict(schedule.get("d") or {}), "g": dict(schedule.get("g") or {})}
+    for part, values in (("", out), ("d.", out["d"]), ("g.", out["g"])):
         for key, value in values.items():
+            if part == "" and key in ("name", "d", "g"):
+                continue
             where = f"schedule.{part}{key}"
-            _need(key in allowed, f"{where}: not a parameter of schedule '{name}'; allowed: {', '.join(allowed) or 'none'}")
+            if key not in allowed:
+                raise ConfigError(f"{where}: not a parameter of schedule '{name}'; allowed: "
+                                  f"{', '.join(allowed) or 'none'}{did_you_mean(where)}")
             if value is None:
                 continue
-            try:
-                value = allowed[key](value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{where}: expected a number, got '{value}'") from None
+            values[key] = value = _number(where, value, allowed[key])
             if key == "alpha":
                 _need(0 <= value <= 1, f"{where}: must be in [0, 1], got {value}")
             else:
                 _need(value > 0, f"{where}: must be > 0, got {value}")
-    return OmegaConf.create(schedule)
+    for key in allowed:
+        own = [net for net in ("d", "g") if out[net].get(key) is not None]
+        if out.get(key) is None and len(own) < 2 and (name, key) not in SCHEDULE_NULLABLE:
+            net = "d" if "d" not in own else "g"
+            raise ConfigError(f"schedule.{key}: schedule '{name}' needs a value for {net.upper()}; "
+                              f"schedule.{key} and schedule.{net}.{key} are both null")
+        if out.get(key) is not None and len(own) == 2 and f"schedule.{key}" in set_by_user:
+            raise ConfigError(f"schedule.{key}: has no effect, schedule.d.{key}={out['d'][key]} and "
+                              f"schedule.g.{key}={out['g'][key]} are both set; set those instead")
+    return OmegaConf.create(out)
+
+
+def _number(where: str, value: Any, kind: type) -> int | float:
+    """`value` as `kind` (int or float); an integral float is an integer (Hydra reads 1e3 as 1000.0)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if kind is int:
+        _need(ok and float(value).is_integer(), f"{where}: expected an integer, got '{value}'")
+        return int(value)
+    _need(ok, f"{where}: expected a number, got '{value}'")
+    return float(value)
 
 
 def _check_ranges(cfg: DictConfig) -> None:
@@ -371,6 +491,14 @@ def _check_ranges(cfg: DictConfig) -> None:
     for key in ("intra_op_threads", "inter_op_threads"):
         _need(cfg.trainer[key] >= 0, f"trainer.{key}: must be >= 0 (0 = TensorFlow's default), got {cfg.trainer[key]}")
     _choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
+    allowed = (*OPTIMIZER_PARAMS[cfg.optimizer.name], *OPTIMIZER_COMMON_PARAMS)
+    for key in cfg.optimizer.params:
+        where = f"optimizer.params.{key}"
+        if key not in allowed:
+            owners = [name for name, params in OPTIMIZER_PARAMS.items() if key in params]
+            hint = f"; it is one of optimizer={' / optimizer='.join(owners)}'s" if owners else did_you_mean(where)
+            raise ConfigError(f"{where}: not a parameter of optimizer '{cfg.optimizer.name}'; allowed: "
+                              f"{', '.join(allowed)}{hint}")
     for net in ("d", "g"):
         _positive_float(f"optimizer.{net}.learning_rate", cfg.optimizer[net].learning_rate)
     _choice("tracking", cfg.tracking.name, TRACKERS)

@@ -27,7 +27,7 @@ TINY_1D = ["train_steps=60", "eval_every=30", "log_every=10", "plot_every=60", "
 def compose_cfg(overrides: list[str]):
     """The real composed + validated config, as `python -m gan_runner <overrides>` would see it."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return validate(compose(config_name="config", overrides=overrides))
+        return validate(compose(config_name="config", overrides=overrides), overrides)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -52,3 +52,51 @@ def test_experiment_is_selectable_from_any_directory(tmp_path):
 def test_hydra_help_works(tmp_path):
     result = run_cli(["--help"], cwd=tmp_path)
     assert result.returncode == 0 and "model: " in result.stdout, result.stdout
+
+
+def test_dcgan_schedule_values_apply_only_to_its_own_schedule():
+    # The seed's Keras-2 decay (SEED.md section 2), from conf/model_schedule/dcgan_inverse_time.yaml
+    for overrides in (["model=dcgan"], ["model=dcgan_mnist"], ["experiment=seed_dcgan"]):
+        s = compose_cfg(overrides).schedule
+        assert (s.name, s.decay_steps, s.d.decay_rate, s.g.decay_rate) == ("inverse_time", 1, 6e-8, 3e-8), overrides
+    # Another schedule gets its own defaults, nothing of dcgan's (they used to leak into it).
+    for name in ("constant", "cosine", "exponential"):
+        assert compose_cfg(["model=dcgan", f"schedule={name}"]).schedule == compose_cfg([f"schedule={name}"]).schedule
+    assert compose_cfg(["model=dcgan", "schedule=exponential"]).schedule.decay_rate == 0.5
+    # A value the user sets takes effect, or is refused naming the keys that stop it.
+    s = compose_cfg(["model=dcgan", "schedule.d.decay_rate=0.5"]).schedule
+    assert (s.d.decay_rate, s.g.decay_rate) == (0.5, 3e-8)
+    with pytest.raises(ConfigError, match=r"^schedule.decay_rate: has no effect, schedule.d.decay_rate=6e-08 and "
+                                          r"schedule.g.decay_rate=3e-08 are both set"):
+        compose_cfg(["model=dcgan", "schedule.decay_rate=0.5"])
+    s = compose_cfg(["model=dcgan", "schedule.decay_rate=0.5", "schedule.d.decay_rate=null"]).schedule
+    assert (s.decay_rate, s.d.decay_rate, s.g.decay_rate) == (0.5, None, 3e-8)  # D takes the shared 0.5
+    with pytest.raises(ConfigError, match=r"^schedule.decay_rate: schedule 'inverse_time' needs a value for D"):
+        compose_cfg(["model=dcgan", "schedule.d.decay_rate=null"])
+    # Per-network values on a plain schedule are not refused for the file's shared default.
+    s = compose_cfg(["schedule=inverse_time", "schedule.d.decay_rate=1e-3", "schedule.g.decay_rate=2e-3"]).schedule
+    assert (s.d.decay_rate, s.g.decay_rate) == (1e-3, 2e-3)
+
+
+def test_integral_floats_are_integers_and_fractions_are_refused():
+    cfg = compose_cfg(["train_steps=1e3", "batch.size=32.0", "schedule=exponential", "schedule.decay_steps=2e2"])
+    assert (cfg.train_steps, cfg.batch.size, cfg.schedule.decay_steps) == (1000, 32, 200)
+    assert type(cfg.train_steps) is int and type(cfg.schedule.decay_steps) is int
+    assert list(compose_cfg(["model=dcgan", "model.g_filters=[64.0,32,16,1]"]).model.g_filters) == [64, 32, 16, 1]
+    for overrides, message in ((["train_steps=1.5"], "train_steps: expected an integer, got '1.5'"),
+                               (["schedule=exponential", "schedule.decay_steps=2.5"],
+                                "schedule.decay_steps: expected an integer, got '2.5'"),
+                               (["model=dcgan", "model.g_filters=[64.5,32,16,1]"],
+                                "model.g_filters[0]: expected an integer, got '64.5'")):
+        with pytest.raises(ConfigError) as err:
+            compose_cfg(overrides)
+        assert str(err.value) == message
+
+
+def test_optimizer_params_belong_to_the_chosen_optimizer():
+    assert compose_cfg(["optimizer=adam", "+optimizer.params.amsgrad=true"]).optimizer.params.amsgrad is True
+    with pytest.raises(ConfigError, match=r"^optimizer.params.beta_1: not a parameter of optimizer 'sgd'.*optimizer=adam"):
+        compose_cfg(["optimizer=sgd", "+optimizer.params.beta_1=0.5"])
+    with pytest.raises(ConfigError, match=r"^optimizer.params.learning_rate: .*did you mean "
+                                          r"optimizer.d.learning_rate or optimizer.g.learning_rate\?$"):
+        compose_cfg(["+optimizer.params.learning_rate=0.1"])

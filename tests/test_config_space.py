@@ -1,0 +1,224 @@
+"""The config space, generated from conf/ itself: the Cartesian product of every choice of
+every config group that conf/config.yaml picks by default (model x optimizer x schedule x
+data today; a group added later joins without editing this file) x every trainer.update.
+
+Each combination is composed with Hydra's compose API and validated, then either
+- trains 3 real steps (tiny data and networks, one process, no tracker) with finite losses and
+  learning rates equal to its schedule's formula, computed here in numpy from the config, or
+- is refused by validation (config.py, which never imports TensorFlow) in one line naming a
+  key the combination set.
+A group's node must not depend on the choices of other groups (no leaks), except through a
+specialization file (conf/model_schedule/<model>_<schedule>.yaml and the like).
+
+Combinations whose validated config and data are identical (model=dcgan_mnist is another name
+for dcgan; fashion_mnist read from the MNIST files when Debian's copy is not installed) are one
+training: it runs once and every one of them is checked against it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import math
+import time
+import warnings
+
+import numpy as np
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import MNIST
+from gan_runner import config, data, registry, sweep  # noqa: F401  (sweep registers the optuna_direction resolver)
+
+STEPS = 3
+# Not multiplied in, and why; every other defaulted group of conf/config.yaml is.
+NOT_IN_PRODUCT = {"tracking": "where results go, not what trains (test_train and test_sweeps cover both)"}
+# Choices that are values, not config groups.
+VALUE_CHOICES = {"trainer.update": config.UPDATES}
+TINY = [f"train_steps={STEPS}", "batch.size=8", "data.n=32"]
+# Smaller networks per model module (the shapes still give 28x28 images); a module not listed
+# trains at its configured size.
+TINY_MODEL = {"gan_runner.models.dcgan": ["model.latent_dim=8", "model.g_filters=[4,1]", "model.g_strides=[2,2]",
+                                          "model.d_filters=[4]", "model.d_strides=[2]"],
+              "gan_runner.models.gaussian1d": ["model.noise_dim=4", "model.hidden=8"]}
+
+
+def product_groups() -> list[str]:
+    """The groups conf/config.yaml picks a default for (not null, not interpolated)."""
+    defaults = yaml.safe_load((config.CONF_DIR / "config.yaml").read_text())["defaults"]
+    groups = []
+    for entry in defaults:
+        if isinstance(entry, dict):
+            ((key, value),) = entry.items()
+            key = key.removeprefix("optional ").strip()
+            if value is not None and "${" not in str(value) and "/" not in key and key not in NOT_IN_PRODUCT:
+                groups.append(key)
+    return sorted(groups)
+
+
+@functools.cache
+def image_data_path(name: str) -> str | None:
+    """Where the image set is on this machine (MNIST: $GAN_RUNNER_MNIST), None if nowhere."""
+    found, _ = data.find_images(name, str(MNIST) if name == "mnist" else None)
+    return str(found) if found is not None else None
+
+
+def combination_overrides(choice: dict[str, str]) -> list[str]:
+    out = [f"{key}={value}" for key, value in choice.items()]
+    out += TINY + TINY_MODEL.get(registry.MODELS[choice["model"]].module, [])
+    if registry.DATA_KINDS.get(choice.get("data")) == "image" and image_data_path(choice["data"]):
+        out.append(f"data.path={image_data_path(choice['data'])}")
+    return out
+
+
+def specialization(group: str, choice: dict[str, str]) -> str | None:
+    """conf/model_<group>/<model>_<choice>.yaml when it exists: the model's own values for it."""
+    path = config.CONF_DIR / f"model_{group}" / f"{choice['model']}_{choice[group]}.yaml"
+    return str(path) if path.is_file() else None
+
+
+@functools.cache
+def alias_of(group: str, name: str) -> str:
+    """A choice whose file only includes another choice of its group (dcgan_mnist -> dcgan)."""
+    text = yaml.safe_load((config.CONF_DIR / group / f"{name}.yaml").read_text()) or {}
+    plain = [d for d in text.get("defaults", []) if isinstance(d, str) and d in config.group_options(group)]
+    return alias_of(group, plain[0]) if plain and set(text) == {"defaults"} else name
+
+
+@functools.cache
+def own_keys(group: str, name: str) -> set[str]:
+    """The keys a choice's file sets in its group's node (optimizer/adam.yaml: name, params; the
+    learning rates in optimizer.d / .g are every optimizer's and come from the model)."""
+    text = yaml.safe_load((config.CONF_DIR / group / f"{alias_of(group, name)}.yaml").read_text()) or {}
+    if "@package _global_" in (config.CONF_DIR / group / f"{alias_of(group, name)}.yaml").read_text():
+        text = text.get(group, {})
+    return set(text) - {"defaults"}
+
+
+def expected_lr(schedule, net: str, lr: float, t: int, total: int) -> float:
+    """The schedule's formula at step t, with schedule.<net>.<p> over the shared schedule.<p>."""
+    p = {k: v for k, v in schedule.items() if k not in ("name", "d", "g")}
+    p.update({k: v for k, v in schedule[net].items() if v is not None})
+    match schedule.name:
+        case "constant":
+            return lr
+        case "inverse_time":
+            return lr / (1 + p["decay_rate"] * t / p["decay_steps"])
+        case "exponential":
+            return lr * p["decay_rate"] ** (t / p["decay_steps"])
+        case "cosine":
+            n = p["decay_steps"] or total
+            return lr * ((1 - p["alpha"]) * 0.5 * (1 + math.cos(math.pi * min(t, n) / n)) + p["alpha"])
+    raise AssertionError(f"schedule '{schedule.name}' has no formula in this test: add it to expected_lr")
+
+
+@functools.cache
+def load_data(data_yaml: str, seed: int) -> np.ndarray:
+    """data.load, once per distinct data config (reading and checksumming MNIST takes a while)."""
+    return data.load(OmegaConf.create(data_yaml), seed)
+
+
+TIMES = {"train": 0.0}
+
+
+def train_3_steps(cfg, real) -> tuple[list[dict], list[dict]]:
+    """(losses, learning rates) after each of 3 real steps."""
+    from gan_runner import tracking, train
+
+    started = time.perf_counter()
+    trainer = train.Trainer(cfg, real, tracking.NullTracker())
+    losses, rates = [], []
+    for _ in range(STEPS):
+        losses.append({k: float(v) for k, v in trainer.gan.run_steps(1).items()})
+        rates.append(trainer.gan.learning_rates())
+    TIMES["train"] += time.perf_counter() - started
+    return losses, rates
+
+
+def check_combination(choice, raw, overrides, axes, trained, refused, missing) -> int:
+    """1 if the combination validated and its 3 steps check out, 0 if refused or not trainable here."""
+    try:
+        cfg = config.validate(raw, overrides)
+    except config.ConfigError as err:
+        message = str(err)
+        assert "\n" not in message and message.split(":")[0] in config.user_keys(overrides) | set(axes), \
+            (choice, message)
+        refused.append((choice, message))
+        return 0
+    if registry.DATA_KINDS[cfg.data.name] == "image" and image_data_path(cfg.data.name) is None:
+        missing.add(choice["data"])  # validated; trains where the data set is installed
+        return 0
+    real = load_data(OmegaConf.to_yaml(cfg.data), cfg.seed)
+    assert real.dtype == np.float32 and len(real) == cfg.data.n and np.isfinite(real).all(), choice
+    # mnist and fashion_mnist run the same code on data of one shape: one training for both.
+    key = (OmegaConf.to_yaml({**OmegaConf.to_container(cfg), "data": {**cfg.data, "name": "-", "path": "-"}}),
+           real.shape)
+    if key not in trained:
+        trained[key] = train_3_steps(cfg, real)
+    losses, rates = trained[key]
+    for t, (loss, rate) in enumerate(zip(losses, rates), start=1):
+        assert all(math.isfinite(v) for v in loss.values()), (choice, t, loss)
+        for net in ("d", "g"):
+            want = expected_lr(cfg.schedule, net, cfg.optimizer[net].learning_rate, t, cfg.train_steps)
+            assert rate[f"lr_{net}"] == pytest.approx(want, rel=2e-6, abs=1e-12), (choice, net, t)
+    return 1
+
+
+def test_every_combination_of_choices_trains_or_is_refused_by_name():
+    import tensorflow as tf
+
+    groups = product_groups()
+    assert {"model", "optimizer", "schedule", "data"} <= set(groups), groups
+    axes = {g: config.group_options(g) for g in groups} | {k: list(v) for k, v in VALUE_CHOICES.items()}
+    combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    started = time.perf_counter()
+    trained: dict[tuple, tuple] = {}  # the same config and data shape -> one training
+    refused, checked, nodes, missing = [], 0, {}, set()
+    tf.config.run_functions_eagerly(True)  # the same step code, without tracing it 100 times
+    try:
+        with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
+            for group_choice in itertools.product(*(axes[g] for g in groups)):
+                choice = dict(zip(groups, group_choice))
+                composed = compose(config_name="config", overrides=combination_overrides(choice))
+                for group in groups:  # what a choice's file sets depends on that choice only
+                    key = (group, choice[group], specialization(group, choice))
+                    node = {k: v for k, v in OmegaConf.to_container(composed[group], resolve=True).items()
+                            if k in own_keys(group, choice[group])}
+                    assert nodes.setdefault(key, node) == node, (choice, group, node, nodes[key])
+                    if "name" in composed[group]:
+                        assert composed[group].name == alias_of(group, choice[group]), (choice, group)
+                # Values (trainer.update) are plain overrides of one key: set on the composed config.
+                for values in itertools.product(*VALUE_CHOICES.values()):
+                    choice = {**dict(zip(groups, group_choice)), **dict(zip(VALUE_CHOICES, values))}
+                    overrides = combination_overrides(choice)
+                    raw = composed.copy()
+                    for key, value in zip(VALUE_CHOICES, values):
+                        OmegaConf.update(raw, key, value)
+                    checked += check_combination(choice, raw, overrides, axes, trained, refused, missing)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    wall = time.perf_counter() - started
+    print(f"\n{len(combos)} combinations ({' x '.join(f'{len(v)} {k}' for k, v in axes.items())}): "
+          f"{checked} trained ({len(trained)} distinct trainings), {len(refused)} refused, {wall:.1f} s "
+          f"({TIMES['train']:.1f} s of it training)")
+    # Refused exactly where the model needs another kind of data, and nowhere else.
+    needs_other_data = {(c["model"], c["data"]) for c, _ in refused}
+    assert needs_other_data == {(m, d) for m in axes["model"] for d in axes["data"]
+                                if registry.MODELS[m].data_kind != registry.DATA_KINDS[d]}
+    assert {("gaussian1d", "mnist"), ("dcgan", "normal1d")} <= needs_other_data
+    assert all(message.startswith("data: ") for _, message in refused)
+    if missing:  # e.g. Fashion-MNIST: apt-get install dataset-fashion-mnist
+        warnings.warn(f"not trained, data not on this machine: data={', data='.join(sorted(missing))}")
+    assert checked > 0 and checked == sum(c["data"] not in missing for c in combos) - len(refused)
+
+
+def test_optimizer_params_match_the_keras_constructors():
+    import keras
+
+    for name, keras_name in {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}.items():
+        accepted = set(inspect.signature(getattr(keras.optimizers, keras_name).__init__).parameters)
+        ours = {*config.OPTIMIZER_PARAMS[name], *config.OPTIMIZER_COMMON_PARAMS}
+        assert ours == accepted - {"self", "learning_rate", "name", "kwargs"}, name
