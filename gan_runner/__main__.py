@@ -5,23 +5,51 @@ prints one line and exits with status 2."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import sys
+from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gan_runner import sweep
-from gan_runner.config import CONF_DIR, ConfigError, check_group_overrides, validate
+from gan_runner.config import CONF_DIR, ConfigError, check_group_overrides, did_you_mean, validate
 from gan_runner.data import DataError
 from gan_runner.stopping import Diverged
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3  # a loss or the samples became NaN/inf
+EXIT_JOBS_FAILED = 1  # a multirun ran to its end, but some of its jobs failed
 
 
 def fail(message: str) -> None:
     print(f"gan_runner: error: {message}", file=sys.stderr)
+    discard_run_dir()
     sys.exit(EXIT_BAD_INPUT)
+
+
+def discard_run_dir() -> None:
+    """Bad input found once the job runs (the store, resume=, the data) leaves no
+    outputs/<date>/<time>/ behind: Hydra made it for the job, and it holds only Hydra's own
+    files (.hydra/, the job's log). Its parents go too while empty, up to the working dir."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or sweep.in_multirun():
+        return
+    hc = HydraConfig.get()
+    folder, cwd = Path(hc.runtime.output_dir).resolve(), Path.cwd().resolve()
+    own = {".hydra", f"{hc.job.name}.log"}
+    if cwd not in folder.parents or any(p.name not in own for p in folder.iterdir()):
+        return  # hydra.run.dir=. or a folder holding anything else: not ours to remove
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in folder.parents:
+        if parent == cwd:
+            break
+        try:
+            parent.rmdir()
+        except OSError:  # not empty: other runs' folders
+            break
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -30,7 +58,7 @@ def main(cfg: DictConfig) -> float:
 
     overrides = list(HydraConfig.get().overrides.task)
     try:
-        validate(cfg)
+        validate(cfg, overrides)
         from gan_runner import train  # imports TensorFlow lazily, inside run()
 
         return sweep.finite_objective(train.run(cfg, overrides), cfg)
@@ -47,21 +75,74 @@ def main(cfg: DictConfig) -> float:
 
 
 def precompose(args: list[str]) -> None:
-    """Compose a single-run command line once with Hydra's compose API so that Hydra's own
-    errors (an unknown key, a malformed override) come out as one line with status 2."""
-    if any(a.startswith("-") for a in args):  # -m, --cfg, --help, ...: Hydra's business
+    """Compose and validate the command line with Hydra's compose API before Hydra runs it, so
+    that bad input, Hydra's own errors included, comes out as one line with status 2 before
+    TensorFlow loads and before Hydra makes an outputs/ folder. A multirun has every job's
+    config checked before the first job starts (and before its MLflow parent run exists)."""
+    flags = [a for a in args if a.startswith("-")]
+    overrides = [a for a in args if not a.startswith("-")]
+    if any(f not in ("-m", "--multirun") for f in flags):  # --cfg, --help, -cn, ...: Hydra's business
         return
-    from hydra import compose, initialize_config_dir
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        if not flags:
+            cfg = compose_or_fail(overrides)
+            search = cfg.hydra.runtime.choices.get("hparams_search")
+            if search:
+                fail(f"hparams_search={search}: a search runs its trials as a multirun; add -m "
+                     f"(python -m gan_runner -m {' '.join(overrides)})")
+            validate_or_fail(cfg, overrides)
+            return
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
+        cfg = compose_or_fail(fixed)
+        grid = str(cfg.hydra.sweeper._target_).endswith("BasicSweeper")
+        params = cfg.hydra.sweeper.get("params")
+        params = OmegaConf.to_container(params) if params is not None else {}
+        for job in sweep.planned_jobs(overrides, params, grid):
+            swept = [o for o in job if o not in fixed]
+            validate_or_fail(compose_or_fail(job, swept), job, swept)
+
+
+def compose_or_fail(overrides: list[str], job: list[str] | None = None) -> DictConfig:
+    """The composed config (with its hydra node); Hydra's errors as one line naming the key."""
+    from hydra import compose
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            compose(config_name="config", overrides=args)
+        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
-        text = str(err).split("Config search path")[0]
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        fail(" ".join(lines[:2]) + (" " + ", ".join(lines[2:]) if lines[1:2] and lines[1].endswith(":") else ""))
+        fail(hydra_message(f"{err}\n{err.__cause__ or ''}") + in_job(job))
+
+
+def hydra_message(text: str) -> str:
+    """Hydra's multi-line error as one line; an override of a key that does not exist names the
+    keys it may have meant (optimizer.lr -> optimizer.d.learning_rate / optimizer.g.learning_rate)."""
+    text = text.split("Config search path")[0]
+    missing = re.search(r"Could not override '([^']+)'", text)
+    if missing and "not in struct" in text:
+        key = missing.group(1)
+        hint = did_you_mean(key)
+        if hint:
+            return f"{key}: unknown key{hint}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " ".join(lines[:2]) + (" " + ", ".join(lines[2:]) if lines[1:2] and lines[1].endswith(":") else "")
+
+
+def validate_or_fail(cfg: DictConfig, overrides: list[str], job: list[str] | None = None) -> None:
+    with open_dict(cfg):
+        del cfg["hydra"]
+    try:
+        validate(cfg, overrides)
+    except ConfigError as err:
+        fail(str(err) + in_job(job))
+
+
+def in_job(job: list[str] | None) -> str:
+    return f" (sweep job with {' '.join(job)}; no job was started)" if job is not None else ""
 
 
 def cli() -> None:
@@ -73,6 +154,8 @@ def cli() -> None:
     precompose(args)
     try:
         main()
+        if sweep.failed_jobs():  # the summary above says which; a sweep with failed jobs is no success
+            sys.exit(EXIT_JOBS_FAILED)
     except KeyboardInterrupt as err:  # train.Interrupted: checkpoint written, run KILLED, resume command printed
         sys.exit(getattr(err, "exit_code", 130))
 

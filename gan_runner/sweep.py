@@ -20,6 +20,7 @@ Imports neither TensorFlow nor MLflow (tracking.py holds the MLflow calls).
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import math
 import os
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 ENV_PARENT = "GAN_RUNNER_SWEEP_PARENT"  # the parent run id, for jobs in other processes
 ENV_DIR = "GAN_RUNNER_SWEEP_DIR"  # the absolute sweep directory (the tag that names a sweep)
+MAX_CHECKED_JOBS = 64  # a basic sweep's grid up to this size is validated job by job before it starts
 
 # hparams_search files set Optuna's direction from objective_mode: ${optuna_direction:${objective_mode}}
 OmegaConf.register_new_resolver("optuna_direction", lambda mode: {"min": "minimize", "max": "maximize"}[mode],
@@ -75,9 +77,12 @@ class MlflowSweepCallback(Callback):
         atexit.register(self._end, config.objective, config.objective_mode, "FAILED")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        uri, parent = self.parent or ("", "")
         summary = self._end(config.objective, config.objective_mode, "FINISHED")
         if summary:
             log.info("sweep summary: %s", ", ".join(f"{k}={v}" for k, v in summary.items()))
+            OUTCOME.update(summary)
+            print(summary_text(summary, uri, parent), flush=True)
 
     def _end(self, objective: str, mode: str, status: str) -> dict[str, str]:
         if self.parent is None:
@@ -86,6 +91,62 @@ class MlflowSweepCallback(Callback):
         os.environ.pop(ENV_PARENT, None)
         os.environ.pop(ENV_DIR, None)
         return tracking.finish_parent_run(uri, run_id, objective, mode, status)
+
+
+OUTCOME: dict[str, str] = {}  # the last sweep's summary in this process (cli's exit status reads it)
+
+
+def summary_text(summary: dict[str, str], uri: str, parent_id: str) -> str:
+    """What a sweep prints at its end: jobs finished / failed, the best job, where it all is."""
+    best = (f"best: job #{summary['sweep.best_job']} ({summary['sweep.best_run_name']}) "
+            f"{summary['sweep.objective']} = {summary['sweep.best_value']}") if "sweep.best_run_id" in summary \
+        else "best: none (no job finished with a finite objective)"
+    return (f"sweep: {summary['sweep.n_jobs']} jobs, {summary['sweep.n_finished']} finished, "
+            f"{summary['sweep.n_failed']} failed; {best}\n"
+            f"  parent run {parent_id} in {uri}")
+
+
+def failed_jobs() -> int:
+    """Jobs of the last sweep that did not finish (0 when no sweep summary was made)."""
+    return int(OUTCOME.get("sweep.n_jobs", 0)) - int(OUTCOME.get("sweep.n_finished", 0))
+
+
+# ---- before the sweep starts: every job's overrides -----------------------------------------
+
+
+def planned_jobs(args: list[str], params: dict[str, str], grid: bool) -> list[list[str]]:
+    """The override lists of a multirun's jobs, to validate them all before the first starts.
+
+    `args` are the command line's overrides, `params` the config's hydra.sweeper.params (the
+    command line wins for a key, as in Hydra's sweepers). Lists, choice(), range() and glob()
+    are expanded to their values, an Optuna interval() to its two ends. With `grid` (Hydra's
+    basic sweeper) and at most MAX_CHECKED_JOBS jobs, these are exactly the jobs that will run;
+    otherwise (a search draws its trials later, or a huge grid) every value of every swept key
+    appears in one job, the other keys at their first value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
+
+    from gan_runner.config import group_options
+
+    lines = [f"{key}={value}" for key, value in params.items()] + list(args)
+    by_key: dict[str, Any] = {}
+    for override in OverridesParser.create().parse_overrides(lines):
+        by_key[override.key_or_group] = override  # a later one (the command line) wins
+    choices: list[list[str]] = []
+    for override in by_key.values():
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            choices.append([override.input_line])
+        elif isinstance(override.value(), Glob):
+            choices.append([f"{key}={v}" for v in override.value().filter(group_options(override.key_or_group))])
+        elif override.is_interval_sweep():
+            choices.append([f"{key}={override.value().start}", f"{key}={override.value().end}"])
+        else:
+            choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+    if grid and math.prod(len(c) for c in choices) <= MAX_CHECKED_JOBS:
+        return [list(job) for job in itertools.product(*choices)]
+    first = [c[0] for c in choices]
+    return [first] + [first[:i] + [value] + first[i + 1:] for i, c in enumerate(choices) for value in c[1:]]
 
 
 # ---- the job side --------------------------------------------------------------------------

@@ -442,12 +442,14 @@ def finish_parent_run(uri: str, parent_id: str, objective: str, mode: str, statu
     scored = [(r.data.metrics[objective], r) for r in children
               if r.info.status == "FINISHED" and math.isfinite(r.data.metrics.get(objective, math.nan))]
     summary = {"sweep.n_jobs": str(len(children)),
+               "sweep.n_finished": str(sum(r.info.status == "FINISHED" for r in children)),
                "sweep.n_failed": str(sum(r.info.status == "FAILED" for r in children)),
                "sweep.objective": f"{objective} ({mode})"}
     metrics = []
     if scored:
         value, best = (min if mode == "min" else max)(scored, key=lambda pair: pair[0])
-        summary.update({"sweep.best_run_id": best.info.run_id, "sweep.best_run_name": best.info.run_name})
+        summary.update({"sweep.best_run_id": best.info.run_id, "sweep.best_run_name": best.info.run_name,
+                        "sweep.best_job": best.data.tags.get("hydra.job.num", "?"), "sweep.best_value": f"{value:.6g}"})
         metrics = [Metric("sweep/best_objective", value, int(time.time() * 1000), 0)]
     client.log_batch(parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in summary.items()], synchronous=True)
     client.set_terminated(parent_id, status)

@@ -1,6 +1,6 @@
 """Bad input, driven from one table: each case is the real CLI in a fresh process, and must end
 with exit status 2, exactly one line on stderr naming the key (or file) and what is allowed, no
-traceback, no MLflow store or run, and without TensorFlow ever being imported (seen through
+traceback, no MLflow store or run, no outputs/ or multirun/ folder, and without TensorFlow ever being imported (seen through
 Python's own `-X importtime` trace, not a clock)."""
 
 import os
@@ -34,8 +34,19 @@ BAD = [
     (["+data.nope=1"], ["data.nope", "unknown key", "std"]),
     (["+schedule.nope=1"], ["schedule.nope", "not a parameter of schedule 'constant'"]),
     (["on_divergence=ignore"], ["on_divergence", "ignore", "raise", "penalty"]),
+    (["optimizer.lr=0.1"], ["optimizer.lr", "unknown key", "did you mean optimizer.d.learning_rate or optimizer.g.learning_rate"]),
+    (["+optimizer.params.beta_1=0.5"], ["optimizer.params.beta_1", "not a parameter of optimizer 'rmsprop'", "rho"]),
+    # a value that could not take effect; a search without -m
+    (["model=dcgan", "schedule.decay_rate=0.5"], ["schedule.decay_rate", "schedule.d.decay_rate", "schedule.g.decay_rate"]),
+    (["hparams_search=gaussian1d_optuna"], ["hparams_search=gaussian1d_optuna", "add -m"]),
+    (["experiment=dcgan_optuna"], ["hparams_search=dcgan_optuna", "add -m"]),
+    # a multirun: every job is checked before the first starts
+    (["-m", "train_steps=abc", "seed=0,1"], ["train_steps", "integer", "abc", "no job was started"]),
+    (["-m", "seed=0,1", "batch.size=100,0"], ["batch.size", "positive", "batch.size=0", "no job was started"]),
+    (["-m", "hparams_search=gaussian1d_optuna", "model.hidden=choice(8,0)"], ["model.hidden", "positive", "no job was started"]),
     # wrong types
     (["train_steps=abc"], ["train_steps", "integer", "abc"]),
+    (["train_steps=1.5"], ["train_steps", "integer", "1.5"]),
     (["optimizer.d.learning_rate=fast"], ["optimizer.d.learning_rate", "number", "fast"]),
     (["batch.reuse_noise=maybe"], ["batch.reuse_noise", "true/false", "maybe"]),
     # out of range
@@ -107,4 +118,5 @@ def test_bad_input_one_line_exit_2_no_run_no_tensorflow(tmp_path, overrides, wor
     assert "tensorflow" not in imported and "keras" not in imported  # found before TensorFlow loads
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()  # no store, so no run
     assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()  # no Hydra run folder
     assert elapsed < 30, elapsed  # seconds, not a TensorFlow import and a training run

@@ -99,7 +99,8 @@ def test_optuna_trial_that_diverges_reports_the_penalty_and_the_study_completes(
     proc, client, sweep_dir = multirun(tmp_path, "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid",
                                        "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1",
                                        "optimizer.d.learning_rate=choice(1e30,1e-3,5e-4)", db=migrated_db)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]  # the study completed, but one of its trials failed
+    assert "sweep: 3 jobs, 2 finished, 1 failed; best: job #" in proc.stdout, proc.stdout[-2000:]
     parent, children = sweep_runs(client, sweep_dir)
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep.sweeper"] == "OptunaSweeper"
     by_lr = {r.data.params["optimizer.d.learning_rate"]: r for r in children}
@@ -129,24 +130,31 @@ def test_submitit_local_launcher_runs_two_jobs(tmp_path, migrated_db):
 
 @pytest.fixture(scope="module")
 def basic_sweep(tmp_path_factory, migrated_db):
-    """One process (basic launcher): seeds 0, 1, 0 each with a good and a bad batch size."""
+    """One process (basic launcher): seeds 0, 1, 0 each with a good learning rate and one that
+    diverges at step 1 (a bad value in the config would stop the sweep before it starts)."""
     tmp_path = tmp_path_factory.mktemp("basic")
-    proc, client, sweep_dir = multirun(tmp_path, "seed=0,1,0", "batch.size=100,0", db=migrated_db)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return client, *sweep_runs(client, sweep_dir)
+    proc, client, sweep_dir = multirun(tmp_path, "seed=0,1,0", "optimizer.d.learning_rate=1e-3,1e30", db=migrated_db)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # jobs failed: the sweep is no success
+    return proc, client, *sweep_runs(client, sweep_dir)
 
 
-def test_a_bad_value_fails_its_job_only(basic_sweep):
-    client, parent, children = basic_sweep
+def test_a_failing_job_fails_only_itself_and_the_sweep_says_so(basic_sweep):
+    proc, client, parent, children = basic_sweep
     assert parent.info.status == "FINISHED"
     assert [r.info.status for r in children] == ["FINISHED", "FAILED"] * 3
     for r in children[1::2]:
-        assert "batch.size" in r.data.tags["error"] and "batch.size=0" in r.data.tags["overrides"]
+        assert "Diverged" in r.data.tags["error"] and "optimizer.d.learning_rate=1e+30" in r.data.tags["overrides"]
     check_best(parent, children)
+    best = parent.data.tags["sweep.best_run_id"]
+    (best_job,) = [r.data.tags["hydra.job.num"] for r in children if r.info.run_id == best]
+    value = parent.data.metrics["sweep/best_objective"]
+    # The summary printed at the end: jobs finished / failed, the best job and its objective, where.
+    assert (f"sweep: 6 jobs, 3 finished, 3 failed; best: job #{best_job} ({parent.data.tags['sweep.best_run_name']}) "
+            f"{OBJECTIVE} (min) = {value:.6g}\n  parent run {parent.info.run_id} in sqlite:///") in proc.stdout, proc.stdout
 
 
 def test_same_seed_twice_in_one_process_logs_identical_metrics(basic_sweep):
-    client, parent, children = basic_sweep
+    proc, client, parent, children = basic_sweep
     first, other, again = children[0], children[2], children[4]
     assert (first.data.params["seed"], other.data.params["seed"], again.data.params["seed"]) == ("0", "1", "0")
     for key in ("train/d_loss", "train/g_loss", "train/d_acc", OBJECTIVE, "eval/mean"):
@@ -155,9 +163,10 @@ def test_same_seed_twice_in_one_process_logs_identical_metrics(basic_sweep):
 
 
 def test_fail_fast_stops_the_sweep_at_the_first_failure(tmp_path, migrated_db):
-    proc, client, sweep_dir = multirun(tmp_path, "sweep.fail_fast=true", "batch.size=0,100", db=migrated_db)
+    proc, client, sweep_dir = multirun(tmp_path, "sweep.fail_fast=true", "optimizer.d.learning_rate=1e30,1e-3",
+                                       db=migrated_db)
     assert proc.returncode == 1
-    assert "job #0 failed (ConfigError: batch.size" in proc.stderr and "sweep.fail_fast=true" in proc.stderr
+    assert "job #0 failed (Diverged: " in proc.stderr and "sweep.fail_fast=true" in proc.stderr
     parent, children = sweep_runs(client, sweep_dir)
     assert parent.info.status == "FAILED"
     assert [r.info.status for r in children] == ["FAILED"]  # job #1 never started
