@@ -4,7 +4,7 @@ table (one line, exit 2, no run) is tests/test_bad_input.py."""
 import pytest
 
 from conftest import ROOT, compose_cfg, run_cli
-from gan_runner.config import ConfigError, group_options
+from gan_runner.config import CONF_DIR, ConfigError, group_options
 
 
 def test_validation_never_imports_tensorflow():
@@ -49,9 +49,22 @@ def test_experiment_is_selectable_from_any_directory(tmp_path):
     assert "run_name: seed_gaussian1d" in result.stdout and "train_steps: 3000" in result.stdout
 
 
-def test_hydra_help_works(tmp_path):
+def test_help_says_what_it_does_then_examples_choices_and_companions_before_the_config(tmp_path):
     result = run_cli(["--help"], cwd=tmp_path)
-    assert result.returncode == 0 and "model: " in result.stdout, result.stdout
+    out = result.stdout
+    assert result.returncode == 0 and out.startswith("gan_runner: train GANs from config"), out[:500]
+    examples = out[out.index("== Examples =="):out.index("== Config groups")]
+    assert examples.count("python -m gan_runner") == 3, examples
+    config_dump = out.index("== Config (")
+    groups = [p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"]
+    for group in groups:  # every group in conf/ with every one of its choices
+        assert f"{group}: {', '.join(group_options(group))}\n" in out[:config_dump], group
+    launchers = sorted({*group_options("hydra/launcher"), "basic", "joblib", "submitit_local", "submitit_slurm"})
+    assert f"hydra/launcher: {', '.join(launchers)}\n" in out[:config_dump]
+    for command in ("gan_runner.compare", "gan_runner.evaluate", "gan_runner.ui"):
+        assert 0 < out.index(f"python -m {command}") < config_dump, command
+    assert "train_steps: 3000" in out[config_dump:]
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_dcgan_schedule_values_apply_only_to_its_own_schedule():
