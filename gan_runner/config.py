@@ -440,8 +440,10 @@ def _check_schedule(schedule: dict, set_by_user: set[str]) -> DictConfig:
                 continue
             where = f"schedule.{part}{key}"
             if key not in allowed:
+                owners = [other for other, params in SCHEDULE_PARAMS.items() if key in params]
+                hint = f"; it belongs to schedule={', '.join(owners)}" if owners else did_you_mean(where)
                 raise ConfigError(f"{where}: not a parameter of schedule '{name}'; allowed: "
-                                  f"{', '.join(allowed) or 'none'}{did_you_mean(where)}")
+                                  f"{', '.join(allowed) or 'none'}{hint}")
             if value is None:
                 continue
             values[key] = value = _number(where, value, allowed[key])
@@ -496,7 +498,7 @@ def _check_ranges(cfg: DictConfig) -> None:
         where = f"optimizer.params.{key}"
         if key not in allowed:
             owners = [name for name, params in OPTIMIZER_PARAMS.items() if key in params]
-            hint = f"; it is one of optimizer={' / optimizer='.join(owners)}'s" if owners else did_you_mean(where)
+            hint = f"; it belongs to optimizer={', '.join(owners)}" if owners else did_you_mean(where)
             raise ConfigError(f"{where}: not a parameter of optimizer '{cfg.optimizer.name}'; allowed: "
                               f"{', '.join(allowed)}{hint}")
     for net in ("d", "g"):
