@@ -234,3 +234,21 @@ def test_launcher_configs_compose(name, target, values):
     launcher = compose_with_hydra([f"hydra/launcher={name}"]).hydra.launcher
     assert launcher._target_.endswith(target)
     assert {k: launcher[k] for k in values} == values
+
+
+def test_planned_jobs_are_the_grid_or_cover_every_swept_value():
+    # A basic sweep: the config's params and the command line (which wins for a key), as a grid.
+    jobs = sweep.planned_jobs(["seed=0,1", "train_steps=30"], {"seed": "5,6,7", "optimizer.d.learning_rate": "1e-3,5e-4"},
+                              grid=True)
+    assert sorted(map(sorted, jobs)) == sorted(sorted([f"seed={s}", f"optimizer.d.learning_rate={lr}", "train_steps=30"])
+                                               for s in (0, 1) for lr in (0.001, 0.0005))
+    # A search: each value of each key once (an interval at both ends), the others at their first.
+    jobs = sweep.planned_jobs(["model.hidden=choice(8,16,32)"], {"labels.real": "interval(0.8, 1.0)"}, grid=False)
+    assert jobs == [["labels.real=0.8", "model.hidden=8"], ["labels.real=1.0", "model.hidden=8"],
+                    ["labels.real=0.8", "model.hidden=16"], ["labels.real=0.8", "model.hidden=32"]]
+    # A grid too large to check job by job is covered the same way.
+    big = sweep.planned_jobs([f"seed=range(0,{sweep.MAX_CHECKED_JOBS + 1})"], {}, grid=True)
+    assert len(big) == sweep.MAX_CHECKED_JOBS + 1 and big[0] == ["seed=0"]
+    assert len(sweep.planned_jobs(["seed=range(0,10)", "labels.real=0.8,0.9,1.0", "labels.fake=0,0.1"], {}, grid=True)) == 60
+    big = sweep.planned_jobs(["seed=range(0,11)", "labels.real=0.8,0.9,1.0", "labels.fake=0,0.1"], {}, grid=True)
+    assert len(big) == 1 + 10 + 2 + 1  # 66 jobs: each of the 11 + 3 + 2 values once
