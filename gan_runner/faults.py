@@ -11,7 +11,8 @@ import os
 import signal
 
 # Where the points sit, in the order a run reaches them.
-PHASES = ("startup",   # the MLflow run exists, params and config logged; nothing trained yet
+PHASES = ("store",     # a new SQLite store's tables made under a temporary name, not yet in place
+          "startup",   # the MLflow run exists, params and config logged; nothing trained yet
           "trace",     # before the first compiled chunk (it traces the step)
           "chunk",     # before every later chunk of compiled steps
           "eval",      # an evaluation computed, not yet logged

@@ -206,6 +206,33 @@ def artifact_root(uri: str) -> Path | None:
     return None
 
 
+def ensure_store(uri: str) -> None:
+    """A new SQLite store is made whole or not at all. MLflow creates its tables in some 50
+    migration steps; a kill among them leaves a file that every later open refuses (`table
+    _alembic_tmp_experiment_tags already exists`: found by tests/crash_harness.py). So it is built
+    under a temporary name and hard-linked into place; a parallel job that got there first wins."""
+    if not uri.startswith("sqlite:///") or ":memory:" in uri:
+        return
+    path = Path(uri[len("sqlite:///"):])
+    if path.exists():
+        return
+    from mlflow.tracking import MlflowClient
+
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a creation that was killed
+        if not process_alive(f"{socket.gethostname()}:{stale.name.rsplit('-', 1)[-1]}"):
+            stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()  # runs the migrations
+    faults.point("store")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def ensure_experiment(client, name: str, uri: str) -> str:
     """The experiment's id, creating it if needed. Safe when parallel jobs race to create it."""
     from mlflow.exceptions import MlflowException
@@ -322,6 +349,7 @@ def open_run(tracking_cfg, run_name: str, tags: dict[str, str], run_id: str | No
     from mlflow.tracking import MlflowClient
 
     uri = resolve_uri(tracking_cfg.uri)
+    ensure_store(uri)
     client = MlflowClient(tracking_uri=uri)
     experiment_id = ensure_experiment(client, tracking_cfg.experiment, uri)
     commit = git_commit()
@@ -377,6 +405,7 @@ def start_parent_run(tracking_cfg, run_name: str, tags: dict[str, str]) -> tuple
     from mlflow.tracking import MlflowClient
 
     uri = resolve_uri(tracking_cfg.uri)
+    ensure_store(uri)
     client = MlflowClient(tracking_uri=uri)
     experiment_id = ensure_experiment(client, tracking_cfg.experiment, uri)
     tags = {**tags, PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}

@@ -8,7 +8,7 @@ Each run of a small config (gaussian1d; a tiny dcgan on real MNIST) is killed `k
 each kill drawn from the seeded RNG: either at a named point of the code (GAN_RUNNER_FAULT=
 "<phase>:<n>", gan_runner/faults.py: start-up, first trace, compiled chunks, evaluation, picture
 upload, metric flush, checkpoint between temp file and rename, final weights, model upload,
-just before FINISHED) or after a random time. After every kill the SQLite store must pass
+just before FINISHED; and the store's creation) or after a random time. After every kill the SQLite store must pass
 `PRAGMA integrity_check`; a run killed before its first checkpoint must be refused by `resume=`
 in one line and ended KILLED (then started afresh). Then the run is resumed to the end and
 compared with the uninterrupted run of the same config and seed: every (metric, step, value)
@@ -43,7 +43,7 @@ from pathlib import Path
 os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # snapshot() downloads weights quietly
 ROOT = Path(__file__).resolve().parent.parent
 MNIST = Path(os.environ.get("GAN_RUNNER_MNIST", ROOT.parent / "shared" / "datasets" / "mnist"))
-FAULT_PHASES = ("startup", "trace", "chunk", "eval", "picture", "flush", "ckpt_tmp", "weights", "model", "finish")
+FAULT_PHASES = ("store", "startup", "trace", "chunk", "eval", "picture", "flush", "ckpt_tmp", "weights", "model", "finish")
 
 # Small configs that pass through every phase several times; flushes happen at checkpoints (and
 # every 0.3 s, so some metrics reach the store ahead of the checkpoint, as in a long run).
@@ -57,9 +57,9 @@ MODELS = {
 }
 # How often a fresh run of each config reaches each point (a larger count lets the run finish).
 REACHED = {
-    "gaussian1d": {"startup": 1, "trace": 1, "chunk": 8, "eval": 3, "picture": 2, "flush": 4, "ckpt_tmp": 3,
+    "gaussian1d": {"store": 1, "startup": 1, "trace": 1, "chunk": 8, "eval": 3, "picture": 2, "flush": 4, "ckpt_tmp": 3,
                    "weights": 2, "model": 0, "finish": 1},
-    "dcgan": {"startup": 1, "trace": 1, "chunk": 8, "eval": 3, "picture": 6, "flush": 4, "ckpt_tmp": 3,
+    "dcgan": {"store": 1, "startup": 1, "trace": 1, "chunk": 8, "eval": 3, "picture": 6, "flush": 4, "ckpt_tmp": 3,
               "weights": 2, "model": 1, "finish": 1},
 }
 IGNORED_METRICS = re.compile(r"^perf/|_s$|^classifier/cached$")  # wall-clock times; the cache's state
@@ -277,6 +277,12 @@ class Harness:
         return [r.info.run_id for r in runs]
 
     def crash_run(self, model: str, rng: random.Random, kills: int) -> Outcome:
+        try:
+            return self._crash_run(model, rng, kills)
+        except Exception as err:  # e.g. a store that cannot be opened after a kill: a finding, not the end
+            return Outcome(model, [], problems=[f"{type(err).__name__}: {str(err)[:800]}"])
+
+    def _crash_run(self, model: str, rng: random.Random, kills: int) -> Outcome:
         expected, wall = self.reference(model)
         folder = Path(tempfile.mkdtemp(prefix=f"crash-{model}-", dir=self.workdir))
         uri = f"sqlite:///{folder / 'mlflow.db'}"
