@@ -322,12 +322,11 @@ def end_orphan(tracking_cfg, run_id: str) -> str | None:
     """A run whose process died before it wrote a checkpoint: RUNNING -> KILLED (unless its
     process still runs). Returns the run's status afterwards, None if the store has no such run."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=resolve_uri(tracking_cfg.uri))
     try:
+        client = _reader(resolve_uri(tracking_cfg.uri))  # a bad resume= never creates a store
         run = client.get_run(run_id)
-    except MlflowException:
+    except (LookupError, MlflowException):  # no store, or no such run in it
         return None
     _refuse_if_alive(run)
     if run.info.status == "RUNNING":

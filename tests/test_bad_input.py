@@ -77,7 +77,7 @@ BAD = [
     (["resume="], ["resume", "empty", "run id", "last"]),
     (["resume={tmp}/nowhere"], ["resume=", "nowhere", "no checkpoint found"]),
     (["resume=0123456789abcdef0123456789abcdef"], ["resume=0123456789abcdef0123456789abcdef", "no checkpoint found"]),
-    (["resume=last"], ["resume=last", "no checkpoints under", "{tmp}/checkpoints"]),
+    (["resume=last"], ["resume=last", "nothing to resume: no checkpoint of a run in", "{tmp}/checkpoints"]),
 ]
 
 
