@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gan_runner import sweep
+from gan_runner import stopping, sweep
 from gan_runner.config import CONF_DIR, ConfigError, check_group_overrides, did_you_mean, validate
 from gan_runner.data import DataError
-from gan_runner.stopping import Diverged
+from gan_runner.stopping import Diverged, Interrupted, SignalStop
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3  # a loss or the samples became NaN/inf
@@ -146,18 +147,28 @@ def in_job(job: list[str] | None) -> str:
 
 
 def cli() -> None:
-    args = sys.argv[1:]
-    try:
-        check_group_overrides(args)
-    except ConfigError as err:
-        fail(str(err))
-    precompose(args)
-    try:
-        main()
-        if sweep.failed_jobs():  # the summary above says which; a sweep with failed jobs is no success
-            sys.exit(EXIT_JOBS_FAILED)
-    except KeyboardInterrupt as err:  # train.Interrupted: checkpoint written, run KILLED, resume command printed
-        sys.exit(getattr(err, "exit_code", 130))
+    # Ctrl-C / SIGTERM from here on: before a run exists they stop at once (stopping.py), then
+    # train.run checkpoints and ends the run KILLED. Exit status 128 + the signal either way.
+    with SignalStop(deferred=False) as guard:
+        try:
+            stopping.phase("startup")
+            args = sys.argv[1:]
+            try:
+                check_group_overrides(args)
+            except ConfigError as err:
+                fail(str(err))
+            precompose(args)
+            main()
+            if sweep.failed_jobs():  # the summary above says which; a sweep with failed jobs is no success
+                sys.exit(EXIT_JOBS_FAILED)
+        except KeyboardInterrupt as err:  # train.Interrupted: checkpoint written, run KILLED, resume command printed
+            if not isinstance(err, Interrupted) or err.step is None:
+                print(f"gan_runner: {err or 'stopped by SIGINT'}", file=sys.stderr)
+            sys.exit(getattr(err, "exit_code", 130))
+        if guard.signum is not None:  # came after the run's last check: the run itself is complete
+            print(f"gan_runner: stopped by {signal.Signals(guard.signum).name} after the run ended",
+                  file=sys.stderr)
+            sys.exit(128 + guard.signum)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan_runner import data, image_metrics, images
+from gan_runner import data, image_metrics, images, stopping
 from gan_runner.config import ConfigError
 from gan_runner.images import IMAGE_SETS, DataError
 
@@ -242,7 +242,16 @@ def _fit(model, classifier_cfg, train: LabelledSet) -> None:
     batches = (tf.data.Dataset.from_tensor_slices((train.images, train.labels))
                .shuffle(len(train.labels), seed=int(classifier_cfg.seed)).repeat().batch(batch)
                .map(lambda x, y: (tf.cast(x, tf.float32)[..., None] / 255.0, y)).prefetch(2))
-    model.fit(batches, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)  # shuffled above
+
+    class StopCheck(keras.callbacks.Callback):
+        """Ctrl-C / SIGTERM stop the training after the current batch, also when TensorFlow
+        swallowed the KeyboardInterrupt (seen: a run went on to FINISHED)."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            stopping.phase("classifier")
+
+    model.fit(batches, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0,  # shuffled above
+              callbacks=[StopCheck()])
 
 
 class Classifier:

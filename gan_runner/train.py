@@ -50,14 +50,17 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
             resumed, cfg, changes = _resume(cfg, root, overrides)
         except AlreadyFinished as done:  # said so in one line; the store is left as it was
             return done.objective
+    stopping.phase("data")
     real = data.load(cfg.data, cfg.seed)
     if cfg.batch.size > len(real):  # image data: its size is known only once read
         raise config_mod.ConfigError(f"batch.size: {cfg.batch.size} is larger than the data "
                                      f"({len(real)} {cfg.data.name} samples; see data.n)")
+    stopping.phase("tensorflow")
     configure_threads(cfg.trainer)  # before the model's module loads TensorFlow
     prepare = getattr(registry.get_model(cfg.model.name), "prepare", None)
     if prepare is not None:  # the model's own set-up (dcgan: its digit classifier), before the run exists
         prepare(cfg)
+    stopping.phase("classifier")  # a signal swallowed inside TensorFlow stops here at the latest
     run_id = resumed.meta["run_id"] if resumed else None
     folder = None
     try:
@@ -66,6 +69,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
                                   resumed.step if resumed else -1) as tracker:
             folder = resumed.path.parent if resumed else root / (tracker.run_id or time.strftime("local-%Y%m%d-%H%M%S"))
             _start_logging(cfg, tracker, folder, resumed, changes)
+            stopping.phase("run")
             ckpt = checkpoint.Checkpointer(folder, cfg.checkpoint.keep, tracker.run_id,
                                            tracking.resolve_uri(cfg.tracking.uri) if tracker.run_id else None,
                                            OmegaConf.to_container(cfg, resolve=True),
@@ -304,6 +308,8 @@ class Trainer:
             while step < cfg.train_steps and self.stop.signum is None and not self._done:
                 until = min([cfg.train_steps, step + self._chunk] + [(step // c + 1) * c for c in cadences])
                 faults.point("trace" if step == start else "chunk")
+                if step == start:
+                    stopping.phase("tracing")  # the first chunk traces the compiled step
                 out = self._run_chunk(until - step)
                 step = self._step = int(self.gan.step.numpy())
                 if not (math.isfinite(out["d_loss"]) and math.isfinite(out["g_loss"])):
@@ -315,6 +321,7 @@ class Trainer:
                     self._log(values, step)
                     final = final or self._early_stop(step)
                 if step % cfg.eval_every == 0 or final:
+                    stopping.phase("eval")
                     with timed("eval"):
                         values = self.model.evaluate(self.generate, self.real, cfg, step)
                     faults.point("eval")
@@ -337,7 +344,9 @@ class Trainer:
             self._log({"perf/loop_s": loop_s, "perf/steps_per_s": (step - start) / loop_s,
                        "perf/eval_s": spent["eval"], "perf/pictures_s": spent["pictures"]}, step)
         self.tracker.flush()
-        self._save_weights()
+        stopping.phase("upload")
+        self._save_weights(step)
+        self.stop.check(step)  # the checkpoint of the last step is written: a signal ends the run KILLED
         return self.objective()
 
     def _run_chunk(self, n: int) -> dict[str, float]:
@@ -408,11 +417,12 @@ class Trainer:
             self._best = (step, value, [w.copy() for w in self.gan.generator.get_weights()])
             self._log({f"best/{self.cfg.objective.rsplit('/', 1)[-1]}": value}, step)
 
-    def _save_weights(self) -> None:
+    def _save_weights(self, step: int) -> None:
         if self.tracker.run_id is None:
             return
         with tempfile.TemporaryDirectory() as tmp:
             for net in (self.gan.generator, self.gan.discriminator):
+                self.stop.check(step)  # between uploads: a signal is not held up by the rest
                 path = Path(tmp) / f"{net.name}.weights.h5"
                 net.save_weights(path)
                 self.tracker.log_artifact(path, "weights")
@@ -427,6 +437,7 @@ class Trainer:
                 self.gan.generator.set_weights(current)
                 self.tracker.log_artifact(best, "weights/best")
                 self.tracker.set_tags({"best_step": str(step), "best_value": f"{self.cfg.objective}={value:.6g}"})
+        self.stop.check(step)
         if self.cfg.tracking.log_model:  # signature from 2 fakes of the run's fixed eval noise
             fakes = self.generate(2)
             self.tracker.log_keras_model(self.gan.generator, "generator", self._eval_noise[2], fakes)

@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
-from conftest import ROOT, TINY_1D, all_runs, compose_cfg, metric_history
+from conftest import MNIST, ROOT, TINY_1D, TINY_DCGAN, all_runs, compose_cfg, metric_history
 from gan_runner import checkpoint, train
 from gan_runner.config import ConfigError
-from gan_runner.stopping import SignalStop
+from gan_runner.stopping import PAUSE_ENV, SignalStop
 
 # A 1-D run that would go on for hours; metrics reach the store within 0.1 s of being logged.
 ENDLESS = ["train_steps=100000000", "log_every=10", "eval_every=100", "plot_every=100000000",
@@ -25,10 +26,10 @@ ENDLESS = ["train_steps=100000000", "log_every=10", "eval_every=100", "plot_ever
 class Cli:
     """`python -m gan_runner <args>` in the background; stdout/stderr go to files we can poll."""
 
-    def __init__(self, args: list[str], cwd: Path):
+    def __init__(self, args: list[str], cwd: Path, env: dict | None = None):
         self.cwd, n = cwd, len(list(cwd.glob("stdout-*")))
         self.stdout, self.stderr = cwd / f"stdout-{n}", cwd / f"stderr-{n}"
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         env.pop("MLFLOW_TRACKING_URI", None)
         with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "gan_runner", *args], cwd=cwd, env=env,
@@ -115,9 +116,55 @@ def test_sigint_sigterm_kill9_each_resumed_into_the_same_run(tmp_path, store, cl
     assert checkpoint.newest(folder_of(run_id)).step == end
 
 
+# (phase, signal, model): every phase of a run's life, from the CLI's first line to the final
+# upload; SIGINT and SIGTERM alternate. The run exists from phase "run" on.
+PHASES = [("startup", signal.SIGTERM, "1d"), ("data", signal.SIGINT, "1d"), ("tensorflow", signal.SIGTERM, "1d"),
+          ("classifier", signal.SIGINT, "dcgan"),
+          ("run", signal.SIGTERM, "1d"), ("tracing", signal.SIGINT, "1d"), ("eval", signal.SIGTERM, "1d"),
+          ("upload", signal.SIGINT, "1d")]
+RUN_EXISTS = ("run", "tracing", "eval", "upload")
+SHORT_1D = ["train_steps=20", "log_every=10", "eval_every=10", "plot_every=20", "eval.n_fake=200", "checkpoint.every=0"]
+
+
+def test_a_signal_in_every_phase_exits_128_plus_signal_and_leaves_nothing_running(tmp_path):
+    """Each case is the real CLI paused at a named phase (stopping.PAUSE_ENV: the process says
+    where it waits, no sleeps), then signalled. All cases run at once, each with its own store."""
+    cases = []
+    for phase, signum, model in PHASES:
+        cwd = tmp_path / f"{phase}-{signum.name}"
+        cwd.mkdir()
+        args = [f"tracking.uri=sqlite:///{cwd / 'mlflow.db'}"]
+        if model == "dcgan":  # a classifier cache of its own: the classifier trains in this run
+            args += ["model=dcgan", f"data.path={MNIST}", *TINY_DCGAN, f"eval.classifier.cache_dir={cwd / 'cache'}",
+                     "eval.classifier.train_steps=400"]
+        else:
+            args += SHORT_1D
+        cases.append((phase, signum, cwd, Cli(args, cwd, env={PAUSE_ENV: phase})))
+    for phase, signum, cwd, cli in cases:
+        cli.wait_until(lambda: f"paused at phase {phase}" in cli.stderr.read_text(), f"phase {phase}")
+        cli.proc.send_signal(signum)
+    for phase, signum, cwd, cli in cases:
+        rc, err = cli.finish()
+        what = f"{signum.name} at {phase}: {err[-1500:]}"
+        assert rc == 128 + signum, what
+        assert "Traceback" not in err, what
+        runs = all_runs(MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}"), "gaussian1d") \
+            if (cwd / "mlflow.db").exists() else []
+        assert [r.info.status for r in runs] == (["KILLED"] if phase in RUN_EXISTS else []), what
+        if phase in RUN_EXISTS:  # a checkpoint to resume from, and the command that does it
+            newest = checkpoint.newest(cwd / "checkpoints" / runs[0].info.run_id)
+            assert newest.step == {"run": 0, "tracing": _stopped_at(err, signum.name), "eval": 10, "upload": 20}[phase], what
+            assert f"resume={runs[0].info.run_id}" in err, what
+        else:
+            assert f"stopped by {signum.name} before training started; no run was created" in err, what
+            assert not (cwd / "checkpoints").exists(), what
+        if phase == "classifier":  # stopped inside the classifier's training: nothing cached
+            assert not list((cwd / "cache").glob("*.weights.h5")), what
+
+
 SECOND_SIGNAL = """
 import os, signal, sys, time
-from gan_runner.stopping import SignalStop
+from gan_runner.stopping import PAUSE_ENV, SignalStop
 signum = int(sys.argv[1])
 with SignalStop() as stop:
     os.kill(os.getpid(), signum)
