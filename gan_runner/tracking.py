@@ -36,7 +36,7 @@ def resolve_uri(uri: str | None) -> str:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    if "://" not in uri:  # a bare path means a SQLite file; make it absolute
+    if "://" not in uri and not uri.startswith("file:"):  # a bare path means a SQLite file; make it absolute
         return f"sqlite:///{Path(uri).resolve()}"
     return uri
 
@@ -250,21 +250,68 @@ def ensure_experiment(client, name: str, uri: str) -> str:
         return found.experiment_id
 
 
+# Python database drivers SQLAlchemy loads for MLflow's database stores -> what pip installs.
+DB_DRIVERS = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL",
+              "MySQLdb": "mysqlclient (or use mysql+pymysql:// and pip install PyMySQL)", "pyodbc": "pyodbc"}
+DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def check_store(uri: str, timeout_s: float = 3.0) -> None:
+    """ConfigError, one line, when MLflow could not open the store `uri` (a resolved URI): a
+    file: store (MLflow 3 refuses them unless MLFLOW_ALLOW_FILE_STORE=true), a database store
+    whose Python driver is not installed or whose server does not answer, an HTTP server that
+    does not answer (MLflow's client would retry for minutes). For the runner and the UI alike;
+    imports SQLAlchemy at most (no MLflow, no TensorFlow)."""
+    parsed = urllib.parse.urlparse(uri)
+    scheme = parsed.scheme.split("+", 1)[0].lower()
+    if scheme == "file":
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("true", "1"):
+            raise ConfigError(f"tracking.uri: MLflow 3 refuses file: stores ({uri}); use a SQLite file, e.g. "
+                              f"tracking.uri=sqlite:///{Path.cwd() / 'mlflow.db'} (`mlflow migrate-filestore` "
+                              f"converts old runs), or set MLFLOW_ALLOW_FILE_STORE=true to use it anyway")
+    elif scheme in DB_PORTS:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(uri)
+        try:
+            url.get_dialect().import_dbapi()
+        except ImportError as err:
+            package = DB_DRIVERS.get(err.name or "", err.name)
+            raise ConfigError(f"tracking.uri: {parsed.scheme}:// needs the Python driver '{err.name}', which is not "
+                              f"installed: pip install {package}") from None
+        if url.host:  # no host: a local socket, left to the driver
+            port = url.port or DB_PORTS[scheme]
+            _answers(url.host, port, timeout_s, f"no database server answers at {url.host}:{port}")
+    elif scheme in ("http", "https"):
+        _answers(parsed.hostname or "localhost", parsed.port or (443 if scheme == "https" else 80), timeout_s,
+                 f"no MLflow server answers at {uri}")
+
+
+def _answers(host: str, port: int, timeout_s: float, message: str) -> None:
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConfigError(f"tracking.uri: {message} ({err.strerror or err})") from None
+
+
+def check_weights_run(tracking_cfg, run_id: str) -> None:
+    """weights.load=<run id>: the run is in the store and has weights (LookupError otherwise),
+    found before TensorFlow loads; the store is never created for this."""
+    uri = resolve_uri(tracking_cfg.uri)
+    run = get_run(uri, run_id)
+    if not [f for f in _reader(uri).list_artifacts(run_id, "weights") if f.path.endswith(".weights.h5")]:
+        raise LookupError(f"run {run_id} in {uri} has no weights/ artifacts (its status: {run.info.status})")
+
+
 def preflight(tracking_cfg, timeout_s: float = 3.0) -> None:
     """Fail in seconds, before TensorFlow loads and before any run exists, when the store
-    cannot work: an HTTP server that does not answer (MLflow's client would retry for minutes)
-    or a SQLite file whose folder cannot be written."""
+    cannot work (check_store) or is a SQLite file whose folder cannot be written."""
     if tracking_cfg.name == "none":
         return
     uri = resolve_uri(tracking_cfg.uri)
     parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme in ("http", "https"):
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        try:
-            socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout_s).close()
-        except OSError as err:
-            raise ConfigError(f"tracking.uri: no MLflow server answers at {uri} ({err.strerror or err})") from None
-    elif parsed.scheme == "sqlite" and ":memory:" not in uri:
+    check_store(uri, timeout_s)
+    if parsed.scheme == "sqlite" and ":memory:" not in uri:
         folder = Path(uri[len("sqlite:///"):]).parent  # kept: the store is created in it next
         check_writable(folder, f"tracking.uri: cannot write the SQLite store in {folder}", keep_folders=True)
 
@@ -487,14 +534,16 @@ def finish_parent_run(uri: str, parent_id: str, objective: str, mode: str, statu
 # ---- reading runs back and serving the UI (gan_runner.compare, gan_runner.ui) ----------------
 
 
-def ui_command(uri: str, port: int, host: str = "127.0.0.1", workers: int = 1) -> list[str]:
+def ui_command(uri: str, port: int, host: str = "127.0.0.1", workers: int = 1, access_log: bool = False) -> list[str]:
     """`mlflow server` over the store `uri` (the UI ignores $MLFLOW_TRACKING_URI: it must be told
     the store). Run artifacts are read from each experiment's own location (mlartifacts/ beside
-    a SQLite file); uploads through the server land in the same folder."""
+    a SQLite file); uploads through the server land in the same folder. Without `access_log`
+    uvicorn does not print a line per request (the UI makes dozens a page)."""
     import sys
 
     command = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
                "--workers", str(workers), "--backend-store-uri", uri]
+    command += [] if access_log else ["--uvicorn-opts", "--no-access-log"]
     root = artifact_root(uri)
     return command + (["--artifacts-destination", str(root)] if root else [])
 

@@ -50,6 +50,11 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
             resumed, cfg, changes = _resume(cfg, root, overrides)
         except AlreadyFinished as done:  # said so in one line; the store is left as it was
             return done.objective
+    if cfg.weights.load and resumed is None and not Path(cfg.weights.load).expanduser().is_dir():
+        try:  # a run id (config.py lets only folders and run ids through)
+            tracking.check_weights_run(cfg.tracking, cfg.weights.load)
+        except LookupError as err:
+            raise config_mod.ConfigError(f"weights.load: {err}") from None
     stopping.phase("data")
     real = data.load(cfg.data, cfg.seed)
     if cfg.batch.size > len(real):  # image data: its size is known only once read

@@ -3,6 +3,7 @@ with exit status 2, exactly one line on stderr naming the key (or file) and what
 traceback, no MLflow store or run, no outputs/ or multirun/ folder, and without TensorFlow ever being imported (seen through
 Python's own `-X importtime` trace, not a clock)."""
 
+import importlib.util
 import os
 import socket
 import struct
@@ -14,6 +15,14 @@ import numpy as np
 import pytest
 
 from conftest import MNIST
+
+def _driver_or_server(module: str, package: str) -> list[str]:
+    """A database URI: without its driver the message names the pip package; with it, the
+    server that does not answer (nothing listens on {port})."""
+    if importlib.util.find_spec(module) is None:
+        return ["tracking.uri", f"driver '{module}'", f"pip install {package}"]
+    return ["tracking.uri", "no database server answers at 127.0.0.1:{port}"]
+
 
 # (overrides, words the one-line message must contain). In overrides, {tmp} is the test's
 # folder (holding the files made by _make_files), {mnist} the MNIST test digits, {port} a
@@ -73,6 +82,13 @@ BAD = [
     (["tracking.uri=http://127.0.0.1:{port}"], ["tracking.uri", "no MLflow server answers at http://127.0.0.1:{port}"]),
     (["tracking.uri=sqlite:///{tmp}/a_file/sub/mlflow.db"], ["tracking.uri", "cannot write", "a_file/sub"]),
     (["checkpoint.dir={tmp}/a_file/sub"], ["checkpoint.dir", "cannot write checkpoints", "a_file/sub"]),
+    # stores MLflow would refuse with a long traceback after TensorFlow loaded
+    (["tracking.uri=file://{tmp}/mlruns"], ["tracking.uri", "MLflow 3 refuses file: stores", "sqlite:///",
+                                           "MLFLOW_ALLOW_FILE_STORE=true"]),
+    (["tracking.uri=postgresql://me:pw@127.0.0.1:{port}/runs"], _driver_or_server("psycopg", "'psycopg[binary]'")),
+    (["tracking.uri=mysql+pymysql://me:pw@127.0.0.1:{port}/runs"], _driver_or_server("pymysql", "PyMySQL")),
+    # weights.load= a run id that is not there (the store does not even exist)
+    (["weights.load=0123456789abcdef0123456789abcdef"], ["weights.load", "no MLflow store at", "mlflow.db"]),
     # resume= pointing at nothing
     (["resume="], ["resume", "empty", "run id", "last"]),
     (["resume={tmp}/nowhere"], ["resume=", "nowhere", "no checkpoint found"]),
@@ -120,3 +136,27 @@ def test_bad_input_one_line_exit_2_no_run_no_tensorflow(tmp_path, overrides, wor
     assert not (tmp_path / "checkpoints").exists()
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()  # no Hydra run folder
     assert elapsed < 30, elapsed  # seconds, not a TensorFlow import and a training run
+
+
+def test_weights_load_of_a_run_that_is_not_in_the_store_fails_before_any_run(tmp_path):
+    """The store exists (one real run without weights in it), the id is not there or has no
+    weights: one line, exit 2, no new run, before TensorFlow (it used to leave a FAILED run)."""
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store)
+    weightless = client.create_run(client.create_experiment("gaussian1d")).info.run_id
+    client.set_terminated(weightless, "KILLED")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    for run_id, words in (("0123456789abcdef0123456789abcdef", "no run 0123456789abcdef0123456789abcdef in"),
+                          (weightless, f"run {weightless} in {store} has no weights/ artifacts (its status: KILLED)")):
+        result = subprocess.run([sys.executable, "-X", "importtime", "-m", "gan_runner", f"tracking.uri={store}",
+                                 f"weights.load={run_id}"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        imported = {ln.split("|")[-1].strip() for ln in result.stderr.splitlines() if ln.startswith("import time:")}
+        lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("import time:")]
+        assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+        assert lines[0].startswith("gan_runner: error: weights.load: ") and words in lines[0], lines[0]
+        assert "tensorflow" not in imported
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.run_id for r in runs] == [weightless]

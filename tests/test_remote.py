@@ -91,3 +91,22 @@ def test_run_metrics_and_image_read_back_through_the_server(server, tmp_path, mo
     assert len(stored) == 1 and stored[0].read_bytes() == Path(local).read_bytes()
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlartifacts").exists()
     assert db.is_file()
+
+
+def test_file_store_runs_when_mlflow_is_told_to_allow_it(tmp_path, monkeypatch):
+    """file: stores are refused in one line (test_bad_input) unless MLflow's own switch
+    MLFLOW_ALLOW_FILE_STORE=true is set, which the refusal names: then the run works."""
+    from mlflow.tracking import MlflowClient
+
+    from gan_runner import train
+    from gan_runner.config import ConfigError
+
+    uri = f"file://{tmp_path / 'mlruns'}"
+    overrides = [f"tracking.uri={uri}", f"checkpoint.dir={tmp_path / 'ckpt'}", *TINY_1D, "train_steps=20"]
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(ConfigError, match="MLFLOW_ALLOW_FILE_STORE=true"):
+        train.run(compose_cfg(overrides), overrides)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    train.run(compose_cfg(overrides), overrides)
+    (run,) = MlflowClient(tracking_uri=uri).search_runs([MlflowClient(tracking_uri=uri).get_experiment_by_name("gaussian1d").experiment_id])
+    assert run.info.status == "FINISHED" and "train/d_loss" in run.data.metrics
