@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 MNIST  ?= $(abspath ../shared/datasets/mnist)
 PORT   ?= 5000
+HOST   ?= 127.0.0.1
 ARGS   ?=
 
 .DEFAULT_GOAL := help
@@ -33,8 +34,8 @@ bench: $(STAMP) ## measure speed and quality; prints the figures the README quot
 crash: $(STAMP) ## kill -9 runs of both models at hundreds of seeded points, resume each, compare with uninterrupted runs; ARGS="--runs 5 --kills 3 --seed 1"
 	GAN_RUNNER_MNIST=$(MNIST) $(PY) tests/crash_harness.py $(if $(ARGS),$(ARGS),--runs 40 --kills 4)
 
-ui: $(STAMP) ## MLflow UI on http://127.0.0.1:PORT (default 5000) over the store the runs write to; Ctrl-C stops it
-	@$(PY) -m gan_runner.ui --port $(PORT)
+ui: $(STAMP) ## MLflow UI on http://HOST:PORT (default 127.0.0.1:5000) over the store the runs write to; Ctrl-C stops it
+	@$(PY) -m gan_runner.ui --host $(HOST) --port $(PORT)
 
 docs-images: $(STAMP) ## regenerate the README's pictures in docs/ (short real runs + UI screenshot)
 	GAN_RUNNER_MNIST=$(MNIST) $(PY) -m gan_runner.docs_images --mnist $(MNIST) $(ARGS)

@@ -97,9 +97,13 @@ def serve(cwd: Path, uri: str | None = None, port: int | None = None, timeout_s:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m gan_runner.ui", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 5000)))
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="interface to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 5000)),
+                        help="port to listen on (default: $PORT, else 5000; with make: make ui PORT=8080)")
     parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (one is plenty for one person)")
+    parser.add_argument("--access-log", action="store_true", help="print a line per HTTP request (default: off)")
     args = parser.parse_args()
     uri = tracking.resolve_uri(args.tracking_uri)
     if not uri.startswith(("sqlite:", "file:", "postgresql", "mysql", "mssql")):
@@ -108,20 +112,33 @@ def main() -> None:
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         print(f"ui: no runs yet: {uri} does not exist (train something first, e.g. make run)", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    print(f"MLflow UI: http://127.0.0.1:{args.port}/#/experiments?{ML_VIEW}\n"
-          f"  store: {uri}\n  Ctrl-C stops it", flush=True)
-    sys.exit(run_server(uri, args.port, args.workers))
+    try:
+        tracking.check_store(uri)  # file: stores, missing database drivers: one line, not a traceback
+    except tracking.ConfigError as err:
+        print(f"ui: {str(err).replace('tracking.uri: ', '--tracking-uri: ', 1)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(run_server(uri, args.port, args.workers, args.host, args.access_log))
 
 
-def run_server(uri: str, port: int, workers: int) -> int:
+def run_server(uri: str, port: int, workers: int, host: str = "127.0.0.1", access_log: bool = False) -> int:
     """`mlflow server` in its own process group until it exits or this process gets Ctrl-C /
     SIGTERM; then SIGTERM for the whole group: uvicorn shuts down quietly (SIGINT reaching it
-    straight from the terminal prints tracebacks)."""
+    straight from the terminal prints tracebacks). The URL is printed once the server answers."""
     # MLflow's job runner only serves GenAI features (judges, prompt optimization): not started.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    server = subprocess.Popen(tracking.ui_command(uri, port, workers=workers), env=env, start_new_session=True)
+    command = tracking.ui_command(uri, port, host, workers=workers, access_log=access_log)
+    server = subprocess.Popen(command, env=env, start_new_session=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: the same clean stop
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     try:
+        try:
+            wait_until_up(f"http://{local}:{port}", server, timeout_s=180)
+        except RuntimeError as err:
+            print(f"ui: {err} (is port {port} taken? choose another: --port / make ui PORT=...)", file=sys.stderr)
+            end_group(server, signal.SIGTERM)
+            return 1
+        print(f"MLflow UI: http://{local}:{port}/#/experiments?{ML_VIEW}\n"
+              f"  store: {uri}\n  Ctrl-C stops it", flush=True)
         return server.wait()
     except KeyboardInterrupt:
         end_group(server, signal.SIGTERM)
