@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -74,6 +75,36 @@ class NullTracker:
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None: ...
     def log_keras_model(self, model, name: str, inputs: np.ndarray, outputs: np.ndarray) -> None: ...
     def flush(self) -> None: ...
+
+
+class LocalTracker(NullTracker):
+    """tracking=none: no store, but the files a run would upload (its config, sample grids,
+    plots, weights) are written under `folder`, laid out as a run's artifacts (weights/,
+    plots/, images/<key>_step<step>.png, config.yaml). Metrics and params are not kept."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def _file(self, artifact_file: str) -> Path:
+        path = self.folder / artifact_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def log_figure(self, figure, artifact_file: str) -> None:
+        figure.savefig(self._file(artifact_file))
+
+    def log_image(self, image: np.ndarray, key: str, step: int) -> None:
+        from PIL import Image
+
+        Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image).save(
+            self._file(f"images/{key}_step{int(step):07d}.png"))
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self._file(artifact_file).write_text(text)
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        name = Path(local_path).name
+        shutil.copyfile(local_path, self._file(f"{artifact_path}/{name}" if artifact_path else name))
 
 
 class MlflowTracker(NullTracker):
@@ -384,13 +415,14 @@ def end_orphan(tracking_cfg, run_id: str) -> str | None:
 
 @contextmanager
 def open_run(tracking_cfg, run_name: str, tags: dict[str, str], run_id: str | None = None,
-             after_step: int = -1) -> Iterator[NullTracker]:
+             after_step: int = -1, local_dir: Path | None = None) -> Iterator[NullTracker]:
     """A tracker for one run (a new one, or `run_id` continued by a resume from the checkpoint at
     `after_step`). The run ends
     FINISHED, KILLED on Ctrl-C / SIGTERM, FAILED on any other exception (the error as a tag,
-    the traceback in error.log), and its buffered metrics are flushed either way."""
+    the traceback in error.log), and its buffered metrics are flushed either way.
+    tracking=none: a LocalTracker writing into `local_dir` (a NullTracker without one)."""
     if tracking_cfg.name == "none":
-        yield NullTracker()
+        yield LocalTracker(local_dir) if local_dir else NullTracker()
         return
     from mlflow.tracking import MlflowClient
 

@@ -67,12 +67,14 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
         prepare(cfg)
     stopping.phase("classifier")  # a signal swallowed inside TensorFlow stops here at the latest
     run_id = resumed.meta["run_id"] if resumed else None
+    # tracking=none: checkpoints, weights and pictures in one local folder
+    local = resumed.path.parent if resumed else root / time.strftime("local-%Y%m%d-%H%M%S")
     folder = None
     try:
         with stopping.SignalStop() as stop, \
                 tracking.open_run(cfg.tracking, run_name(cfg, overrides), run_tags(cfg, overrides), run_id,
-                                  resumed.step if resumed else -1) as tracker:
-            folder = resumed.path.parent if resumed else root / (tracker.run_id or time.strftime("local-%Y%m%d-%H%M%S"))
+                                  resumed.step if resumed else -1, local) as tracker:
+            folder = root / tracker.run_id if tracker.run_id and not resumed else local
             _start_logging(cfg, tracker, folder, resumed, changes)
             stopping.phase("run")
             ckpt = checkpoint.Checkpointer(folder, cfg.checkpoint.keep, tracker.run_id,
@@ -82,7 +84,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
             faults.point("startup")
             value = Trainer(cfg, real, tracker, ckpt, stop, resumed).fit()
             faults.point("finish")
-            return value
+        print(summary(cfg, overrides, tracker.run_id, folder, value), flush=True)
+        return value
     except Interrupted as err:  # the run is KILLED by now and the checkpoint written
         token = tracker.run_id if tracker.run_id and folder == root / tracker.run_id else str(folder)
         args = [*(shlex.quote(o) for o in overrides if not o.startswith("resume=")), f"resume={shlex.quote(token)}"]
@@ -131,6 +134,26 @@ def _resume(cfg: DictConfig, root: Path, overrides: list[str]):
         value = saved.get("history", {}).get(new_cfg.objective, metrics.get(new_cfg.objective, math.nan))
         raise AlreadyFinished(value if math.isfinite(value) else float("nan"))
     return resumed, new_cfg, changes
+
+
+def summary(cfg: DictConfig, overrides: list[str], run_id: str | None, folder: Path, value: float) -> str:
+    """What a finished run prints last: where everything is and how to look at it."""
+    head = f"gan_runner: finished '{run_name(cfg, overrides)}'"
+    objective = f"{cfg.objective}={value:.6g}"
+    if run_id is None:
+        return (f"{head} (tracking=none): {objective}\n"
+                f"  checkpoints, weights and pictures: {folder}")
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    if uri.startswith(("http://", "https://")):
+        opener = f"open {uri} in a browser"
+    elif uri == f"sqlite:///{Path.cwd() / 'mlflow.db'}" and (Path.cwd() / "gan_runner" / "ui.py").is_file():  # make ui serves it
+        opener = "make ui"
+    else:
+        opener = f"python -m gan_runner.ui --tracking-uri {shlex.quote(uri)}"
+    return (f"{head} (run id {run_id}): {objective}\n"
+            f"  store:       {uri}\n"
+            f"  checkpoints: {folder}\n"
+            f"  open it:     {opener}")
 
 
 def _start_logging(cfg: DictConfig, tracker: tracking.NullTracker, folder: Path, resumed, changes=()) -> None:
@@ -423,7 +446,7 @@ class Trainer:
             self._log({f"best/{self.cfg.objective.rsplit('/', 1)[-1]}": value}, step)
 
     def _save_weights(self, step: int) -> None:
-        if self.tracker.run_id is None:
+        if type(self.tracker) is tracking.NullTracker:  # nowhere to keep them
             return
         with tempfile.TemporaryDirectory() as tmp:
             for net in (self.gan.generator, self.gan.discriminator):

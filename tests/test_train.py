@@ -79,11 +79,44 @@ def test_exception_ends_run_failed_with_the_error(store, client, monkeypatch):
     assert run.info.status == "FAILED" and "boom in evaluate" in run.data.tags["error"]
 
 
-def test_tracking_none_writes_no_store(tmp_path, monkeypatch):
+def test_tracking_none_writes_no_store_but_keeps_weights_and_pictures_and_says_where(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     cfg = compose_cfg(["tracking=none", *TINY_1D])
     value = train.run(cfg, [])
     assert math.isfinite(value) and not (tmp_path / "mlflow.db").exists()
+    (folder,) = (tmp_path / "checkpoints").iterdir()
+    last = capsys.readouterr().out.rstrip().splitlines()[-2:]
+    assert last == [f"gan_runner: finished 'gaussian1d defaults' (tracking=none): eval/kl_target={value:.6g}",
+                    f"  checkpoints, weights and pictures: {folder}"]
+    files = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+    assert {"weights/generator.weights.h5", "weights/discriminator.weights.h5", "weights/best/generator.weights.h5",
+            "plots/kde_step0000060.png", "config.yaml", "ckpt-000000060.npz"} <= files, files
+    with Image.open(folder / "plots/kde_step0000060.png") as image:
+        assert image.format == "PNG" and image.size[0] > 100
+    # the kept weights load back: a new run starts from them
+    more = ["tracking=none", f"weights.load={folder / 'weights'}", "train_steps=1", "log_every=1", "eval_every=1",
+            "eval.n_fake=100"]
+    train.run(compose_cfg(more), more)
+    # dcgan's sample grids (uint8, one channel) as PNGs of their own per step
+    train.tracking.LocalTracker(folder).log_image(np.full((56, 28, 1), 200, np.uint8), key="samples", step=2)
+    with Image.open(folder / "images/samples_step0000002.png") as image:
+        assert image.size == (28, 56) and image.getpixel((0, 0)) == 200
+
+
+def test_every_run_ends_with_where_it_is_and_how_to_open_it(store, client, capsys, tmp_path, monkeypatch):
+    objective, cfg = _run(store)
+    (run,) = all_runs(client, "gaussian1d")
+    last = capsys.readouterr().out.rstrip().splitlines()[-4:]
+    assert last == [f"gan_runner: finished 'gaussian1d {' '.join(TINY_1D)}' (run id {run.info.run_id}): "
+                    f"eval/kl_target={objective:.6g}",
+                    f"  store:       {store}",
+                    f"  checkpoints: {tmp_path / 'checkpoints' / run.info.run_id}",
+                    f"  open it:     python -m gan_runner.ui --tracking-uri {store}"]
+    # From the project folder with its default store, `make ui` opens it.
+    (tmp_path / "gan_runner").mkdir()
+    (tmp_path / "gan_runner" / "ui.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert train.summary(cfg, [], run.info.run_id, tmp_path, 0.5).endswith("  open it:     make ui")
 
 
 def test_cli_end_to_end_default_store_in_working_dir(tmp_path):
