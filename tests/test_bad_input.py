@@ -145,7 +145,8 @@ def test_weights_load_of_a_run_that_is_not_in_the_store_fails_before_any_run(tmp
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=store)
-    weightless = client.create_run(client.create_experiment("gaussian1d")).info.run_id
+    experiment = client.create_experiment("gaussian1d", artifact_location=(tmp_path / "mlartifacts").as_uri())
+    weightless = client.create_run(experiment).info.run_id
     client.set_terminated(weightless, "KILLED")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("MLFLOW_TRACKING_URI", None)

@@ -48,7 +48,7 @@ def test_url_printed_once_the_server_answers_and_no_access_log(tmp_path):
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    MlflowClient(tracking_uri=uri).create_experiment("gaussian1d")
+    MlflowClient(tracking_uri=uri).create_experiment("gaussian1d", artifact_location=(tmp_path / "mlartifacts").as_uri())
     port = ui.free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     log = tmp_path / "ui.log"
