@@ -25,7 +25,8 @@ install: $(STAMP) ## create .venv and install gan_runner with its dev tools (ide
 run: $(STAMP) ## train the default experiment (the seed's 1-D GAN); extra overrides: make run ARGS="seed=3"
 	$(PY) -m gan_runner $(ARGS)
 
-test: $(STAMP) ## run the test suite
+test: $(STAMP) ## run the test suite (first installs Chromium and Fashion-MNIST with apt-get when root and missing)
+	@.ci/test-deps
 	GAN_RUNNER_MNIST=$(MNIST) $(PY) -m pytest -q $(ARGS)
 
 bench: $(STAMP) ## measure speed and quality; prints the figures the README quotes

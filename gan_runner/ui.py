@@ -155,7 +155,7 @@ def find_chromium() -> tuple[str, str]:
     driver = next((p for p in CHROMEDRIVER if Path(p).is_file()), shutil.which("chromedriver"))
     if not (browser and driver):
         raise RuntimeError("headless Chromium not found: apt-get install chromium chromium-driver "
-                           "(.ci/run installs them)")
+                           "(make test installs them when run as root)")
     return browser, driver
 
 

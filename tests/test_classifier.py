@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MNIST, compose_cfg
+from conftest import FASHION, MNIST, compose_cfg
 
 pytestmark = pytest.mark.skipif(not (MNIST / "t10k-labels-idx1-ubyte.gz").is_file(), reason=f"no MNIST in {MNIST}")
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 TINY_CLASSIFIER = ["eval.classifier.filters=[4]", "eval.classifier.dense=8", "eval.classifier.train_steps=5",
                    "eval.classifier.batch_size=32"]
 
@@ -78,7 +77,7 @@ def test_a_training_and_a_test_set_split_as_train_vs_test():
     assert split.train is train and split.reference is test and "70 training digits" in split.rule
 
 
-@pytest.mark.skipif(not FASHION.is_dir(), reason="apt-get install -y dataset-fashion-mnist")
+@pytest.mark.usefixtures("fashion_mnist")
 def test_a_folder_with_both_sets_gives_60000_classifier_and_10000_reference_images():
     """The full 70,000 case, on Debian's Fashion-MNIST (the offline MNIST has only the test set)."""
     from gan_runner import classifier

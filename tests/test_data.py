@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import MNIST
+from conftest import FASHION, MNIST
 from gan_runner import data
 from gan_runner.data import DataError
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 needs_mnist = pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no MNIST in {MNIST}")
 
 
@@ -143,7 +142,7 @@ def test_recompressed_official_file_passes_by_its_payload(tmp_path):
         data.load(image_cfg(MNIST, name="fashion_mnist"), seed=0)
 
 
-@pytest.mark.skipif(not FASHION.is_dir(), reason="apt-get install -y dataset-fashion-mnist")
+@pytest.mark.usefixtures("fashion_mnist")
 def test_fashion_mnist_from_the_debian_package_without_a_path():
     found, _ = data.find_images("fashion_mnist", None)
     assert found == FASHION / "train-images-idx3-ubyte.gz"

@@ -21,7 +21,6 @@ from omegaconf import OmegaConf
 from conftest import MNIST, all_runs, compose_cfg, metric_history, run_cli
 
 needs_mnist = pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no MNIST in {MNIST}")
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 # Narrow nets, small batch and data: the seed's structure at a fraction of the cost.
 TINY = ["batch.size=16", "data.n=512", "eval.n_fake=64",
@@ -265,7 +264,7 @@ def test_evaluation_fakes_come_in_chunks_equal_to_one_call():
 # ---- other data -----------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not FASHION.is_dir(), reason="apt-get install -y dataset-fashion-mnist")
+@pytest.mark.usefixtures("fashion_mnist")
 def test_fashion_mnist_trains_the_same_way(cli_run):
     """No data.path: found in the system folder of Debian's dataset-fashion-mnist."""
     from gan_runner import train
