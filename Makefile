@@ -41,6 +41,6 @@ ui: $(STAMP) ## MLflow UI on http://HOST:PORT (default 127.0.0.1:5000) over the 
 docs-images: $(STAMP) ## regenerate the README's pictures in docs/ (short real runs + UI screenshot)
 	GAN_RUNNER_MNIST=$(MNIST) $(PY) -m gan_runner.docs_images --mnist $(MNIST) $(ARGS)
 
-clean: ## remove caches and run outputs (keeps mlflow.db and .venv)
+clean: ## remove caches and Hydra's outputs/ multirun/ (keeps the runs: mlflow.db, mlartifacts/, checkpoints/; and .venv)
 	rm -rf outputs multirun .pytest_cache .bench
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
