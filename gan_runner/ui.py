@@ -128,7 +128,8 @@ def run_server(uri: str, port: int, workers: int, host: str = "127.0.0.1", acces
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     command = tracking.ui_command(uri, port, host, workers=workers, access_log=access_log)
     server = subprocess.Popen(command, env=env, start_new_session=True)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: the same clean stop
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM: the same clean stop; SIGINT even where
+        signal.signal(sig, signal.default_int_handler)  # the shell started us with it ignored (cmd &)
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     try:
         try:
