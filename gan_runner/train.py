@@ -445,12 +445,12 @@ class Trainer:
             self._best = (step, value, [w.copy() for w in self.gan.generator.get_weights()])
             self._log({f"best/{self.cfg.objective.rsplit('/', 1)[-1]}": value}, step)
 
-    def _save_weights(self, step: int) -> None:
+    def _save_weights(self, last_step: int) -> None:
         if type(self.tracker) is tracking.NullTracker:  # nowhere to keep them
             return
         with tempfile.TemporaryDirectory() as tmp:
             for net in (self.gan.generator, self.gan.discriminator):
-                self.stop.check(step)  # between uploads: a signal is not held up by the rest
+                self.stop.check(last_step)  # between uploads: a signal is not held up by the rest
                 path = Path(tmp) / f"{net.name}.weights.h5"
                 net.save_weights(path)
                 self.tracker.log_artifact(path, "weights")
@@ -465,7 +465,7 @@ class Trainer:
                 self.gan.generator.set_weights(current)
                 self.tracker.log_artifact(best, "weights/best")
                 self.tracker.set_tags({"best_step": str(step), "best_value": f"{self.cfg.objective}={value:.6g}"})
-        self.stop.check(step)
+        self.stop.check(last_step)
         if self.cfg.tracking.log_model:  # signature from 2 fakes of the run's fixed eval noise
             fakes = self.generate(2)
             self.tracker.log_keras_model(self.gan.generator, "generator", self._eval_noise[2], fakes)
