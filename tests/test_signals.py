@@ -269,7 +269,7 @@ def test_divergence_fails_the_run_cleanly(tmp_path, store, client):
     assert "error.log" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
     # on_divergence=penalty: the sweeper gets a finite penalty instead of an exception.
-    cfg = compose_cfg(["tracking=none", *args[1:], "on_divergence=penalty", "sweep.penalty=123"])
+    cfg = compose_cfg(["tracking=none", *args[1:], "on_divergence=penalty", "sweep.penalty=123", f"checkpoint.dir={tmp_path}"])
     assert train.run(cfg, []) == 123.0
 
 
