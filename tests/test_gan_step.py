@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import compose_cfg
+from conftest import MNIST, compose_cfg
 from gan_runner.models.gan import sequential_bounds
 
 
@@ -20,27 +20,45 @@ def _trainer(overrides):
     return train.Trainer(cfg, data.load(cfg.data, cfg.seed), tracking.NullTracker())
 
 
-def _weights(model):
-    return [w.copy() for w in model.get_weights()]
+def _trainable(model):
+    return [np.array(w) for w in model.trainable_weights]
 
 
-def _changed(before, model):
-    return any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+def _non_trainable(model):
+    return [np.array(w) for w in model.non_trainable_weights]
 
 
-@pytest.mark.parametrize("model", ["gaussian1d"])
+def _moved(before, after):
+    assert len(before) == len(after)
+    return any(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+DCGAN_TINY = ["model=dcgan", f"data.path={MNIST}", "data.n=64", "batch.size=16", "eval.n_fake=64",
+              "model.g_filters=[16,8,8,1]", "model.d_filters=[8,8,16,16]"]
+
+
+@pytest.mark.parametrize("model", ["gaussian1d", "dcgan"])
 def test_d_update_changes_only_d_and_g_update_only_g(model):
-    gan = _trainer([f"model={model}"]).gan
+    """Each update moves exactly its own network's trainable weights. The DCGAN's D update does
+    move G's BatchNorm moving statistics (non-trainable: G runs in training mode to make D's
+    fakes, models/gan.py), so for it the non-trainable weights are checked apart."""
+    if model == "dcgan" and not (MNIST / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"no MNIST in {MNIST}")
+    gan = _trainer(DCGAN_TINY if model == "dcgan" else [f"model={model}"]).gan
     real = gan.real_batch()
     noise = gan.noise(real.shape[0])
-    d0, g0 = _weights(gan.discriminator), _weights(gan.generator)
+    d0, g0 = _trainable(gan.discriminator), _trainable(gan.generator)
+    g_stats0 = _non_trainable(gan.generator)
     gan.d_update(real, noise)
-    assert _changed(d0, gan.discriminator), "D update did not train D (the Keras 3 trainable trap)"
-    assert not _changed(g0, gan.generator), "D update changed G"
-    d1 = _weights(gan.discriminator)
+    assert _moved(d0, _trainable(gan.discriminator)), "D update did not train D (the Keras 3 trainable trap)"
+    assert not _moved(g0, _trainable(gan.generator)), "D update changed G's trainable weights"
+    # G's BatchNorm statistics follow the fakes made for D; gaussian1d has none
+    assert _moved(g_stats0, _non_trainable(gan.generator)) == (model == "dcgan")
+    assert _non_trainable(gan.discriminator) == []  # D has no BatchNorm: nothing else to move
+    d1 = _trainable(gan.discriminator)
     gan.g_update(noise)
-    assert _changed(g0, gan.generator), "G update did not train G"
-    assert not _changed(d1, gan.discriminator), "G update changed D"
+    assert _moved(g0, _trainable(gan.generator)), "G update did not train G"
+    assert not _moved(d1, _trainable(gan.discriminator)), "G update changed D"
 
 
 def test_optimizers_are_separate_instances_with_the_models_rates():
@@ -65,3 +83,132 @@ def test_sequential_order_walks_the_data_in_order():
         seen.append(gan.real_batch().numpy())
         gan.step.assign_add(1)
     np.testing.assert_array_equal(np.concatenate(seen), gan.real.numpy())
+
+
+# ---- the numbers of one step, recomputed in numpy (float64) -------------------------------------
+# gaussian1d's nets are two Dense layers each: [kernel1, bias1, kernel2, bias2], relu in between.
+
+
+def _mlp(x, w):
+    pre = x @ w[0] + w[1]
+    return np.maximum(pre, 0) @ w[2] + w[3]
+
+
+def _mlp_grads(x, w, d_out):
+    """Gradients of sum(d_out * mlp(x)) for the weights and for the input x."""
+    pre = x @ w[0] + w[1]
+    d_hidden = d_out @ w[2].T * (pre > 0)
+    return [x.T @ d_hidden, d_hidden.sum(0), np.maximum(pre, 0).T @ d_out, d_out.sum(0)], d_hidden @ w[0].T
+
+
+def _bce(logits, target):
+    """Mean sigmoid cross-entropy and its gradient for the logits."""
+    loss = np.mean(np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits))))
+    return loss, (1 / (1 + np.exp(-logits)) - target) / logits.size
+
+
+def _first_update(weights, grads, cfg, net):
+    """One step of the configured optimizer from fresh slots (Keras 3's update rules)."""
+    lr, params = cfg.optimizer[net].learning_rate, cfg.optimizer.params
+    if cfg.optimizer.name == "rmsprop":  # velocity = (1 - rho) g^2; w -= lr g / sqrt(velocity + eps)
+        return [w - lr * g / np.sqrt((1 - params.rho) * g * g + params.epsilon) for w, g in zip(weights, grads)]
+    assert cfg.optimizer.name == "sgd" and params.momentum == 0
+    return [w - lr * g for w, g in zip(weights, grads)]
+
+
+def _numpy_step(cfg, real, noise, g_noise, g_w, d_w):
+    """One step as models/gan.py documents it: D on real + G(noise) against labels.real /
+    labels.fake, then G through the updated D towards labels.real (simultaneous: both from the
+    same G forward and the old D). Returns the four metrics and the new weights of D and G."""
+    real_t, fake_t = cfg.labels.real, cfg.labels.fake
+    fake = _mlp(noise, g_w)
+    both = np.concatenate([real, fake])
+    logits = _mlp(both, d_w)
+    d_loss, d_dlogits = _bce(logits, np.concatenate([np.full((len(real), 1), real_t), np.full((len(fake), 1), fake_t)]))
+    d_acc = np.mean(np.concatenate([logits[:len(real)] > 0, logits[len(real):] <= 0]))
+    d_new = _first_update(d_w, _mlp_grads(both, d_w, d_dlogits)[0], cfg, "d")
+    judge = d_w if cfg.trainer["update"] == "simultaneous" else d_new  # .update is a dict method
+    g_fake = _mlp(g_noise, g_w)
+    g_logits = _mlp(g_fake, judge)
+    g_loss, g_dlogits = _bce(g_logits, real_t)
+    _, d_fake = _mlp_grads(g_fake, judge, g_dlogits)
+    g_new = _first_update(g_w, _mlp_grads(g_noise, g_w, d_fake)[0], cfg, "g")
+    return {"d_loss": d_loss, "d_acc": d_acc, "g_loss": g_loss, "g_acc": np.mean(g_logits > 0)}, d_new, g_new
+
+
+STEP_CASES = {
+    "seed": [],  # sequential batches of 333, G reuses D's noise, labels 0.9 / 0.1, RMSprop
+    "random batches, fresh G noise, rho 0.5": ["batch.order=random", "batch.size=64", "batch.reuse_noise=false",
+                                                "optimizer.params.rho=0.5"],
+    "simultaneous, sgd": ["trainer.update=simultaneous", "optimizer=sgd", "labels.real=0.8", "labels.fake=0.05"],
+}
+
+
+@pytest.mark.parametrize("overrides", list(STEP_CASES.values()), ids=list(STEP_CASES))
+def test_one_step_matches_a_numpy_recomputation(overrides):
+    """d_loss, d_acc, g_loss, g_acc of run_steps(1), and the weights both updates leave, against
+    numpy on the same batch and noise (drawn through the step's own API, then the RNG rewound)."""
+    trainer = _trainer(overrides)
+    cfg, gan = trainer.cfg, trainer.gan
+    assert (gan.config.real_label, gan.config.fake_label) == (cfg.labels.real, cfg.labels.fake)
+    if not overrides:
+        assert (cfg.labels.real, cfg.labels.fake) == (0.9, 0.1)  # the seed's smoothing is in effect
+    state = gan.rng.state.numpy().copy()
+    real = gan.real_batch().numpy().astype(np.float64)  # the same draws, in the same order, as one_step
+    noise = gan.noise(len(real)).numpy().astype(np.float64)
+    g_noise = noise if cfg.batch.reuse_noise else gan.noise(len(real)).numpy().astype(np.float64)
+    gan.rng.reset(state)
+    g_w = [w.astype(np.float64) for w in gan.generator.get_weights()]
+    d_w = [w.astype(np.float64) for w in gan.discriminator.get_weights()]
+
+    out = {k: float(v) for k, v in gan.run_steps(1).items()}
+    expected, d_new, g_new = _numpy_step(cfg, real, noise, g_noise, g_w, d_w)
+
+    assert int(gan.step.numpy()) == 1
+    for key in ("d_loss", "g_loss"):
+        assert out[key] == pytest.approx(expected[key], rel=1e-5), key
+    for key in ("d_acc", "g_acc"):  # a fraction of 2B (D) or B (G) decisions
+        assert out[key] == pytest.approx(expected[key], abs=1e-6), key
+    for name, net, new, old in (("D", gan.discriminator, d_new, d_w), ("G", gan.generator, g_new, g_w)):
+        for i, (got, want, before) in enumerate(zip(net.get_weights(), new, old)):
+            assert not np.array_equal(want, before), f"{name} weight {i}: numpy moves it"
+            np.testing.assert_allclose(got - before, want - before, rtol=1e-3, atol=1e-7, err_msg=f"{name} weight {i}")
+
+
+# ---- optimizers and schedules from config, as Keras builds them ---------------------------------
+
+
+@pytest.mark.parametrize("name,overrides,keras_class", [
+    ("adam", [], "Adam"),  # beta_1 0.5 from conf/optimizer/adam.yaml (Keras' default: 0.9)
+    ("rmsprop", ["optimizer.params.rho=0.5", "optimizer.params.momentum=0.3"], "RMSprop"),
+    ("sgd", ["optimizer.params.momentum=0.7", "optimizer.params.nesterov=true"], "SGD"),
+])
+def test_optimizer_params_reach_the_keras_optimizers(name, overrides, keras_class):
+    trainer = _trainer([f"optimizer={name}", *overrides])
+    params = trainer.cfg.optimizer.params
+    if name == "adam":
+        assert params.beta_1 == 0.5
+    for optimizer in (trainer.gan.d_optimizer, trainer.gan.g_optimizer):
+        assert type(optimizer).__name__ == keras_class
+        for key, value in params.items():
+            assert getattr(optimizer, key) == pytest.approx(value), key
+
+
+def test_cosine_decays_over_the_whole_run_and_exponential_by_its_formula():
+    import math
+
+    steps = 40  # cosine without decay_steps decays over train_steps; schedule.g.* overrides G's
+    gan = _trainer(["schedule=cosine", f"train_steps={steps}", "schedule.g.alpha=0.1"]).gan
+    for t in (10, 20, 30, 40):
+        gan.run_steps(t - int(gan.step.numpy()))
+        cosine = 0.5 * (1 + math.cos(math.pi * t / steps))
+        rates = gan.learning_rates()
+        assert rates["lr_d"] == pytest.approx(1e-3 * cosine, rel=1e-5, abs=1e-12), t
+        assert rates["lr_g"] == pytest.approx(5e-4 * (0.1 + 0.9 * cosine), rel=1e-5), t
+
+    gan = _trainer(["schedule=exponential", "schedule.decay_steps=10", "schedule.g.decay_rate=0.25"]).gan
+    for t in (10, 15):
+        gan.run_steps(t - int(gan.step.numpy()))
+        rates = gan.learning_rates()
+        assert rates["lr_d"] == pytest.approx(1e-3 * 0.5 ** (t / 10), rel=1e-5), t
+        assert rates["lr_g"] == pytest.approx(5e-4 * 0.25 ** (t / 10), rel=1e-5), t
