@@ -39,6 +39,11 @@ def resolve_uri(uri: str | None) -> str:
         return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     if "://" not in uri and not uri.startswith("file:"):  # a bare path means a SQLite file; make it absolute
         return f"sqlite:///{Path(uri).resolve()}"
+    path = uri[len("sqlite:///"):]
+    if uri.startswith("sqlite:///") and ":memory:" not in uri and not os.path.isabs(path):
+        # sqlite:///mlflow.db is relative to the working dir: absolute, so that its artifacts and
+        # checkpoints folders can be placed beside it (a relative path has no file:// URI)
+        return f"sqlite:///{os.path.abspath(path)}"
     return uri
 
 
