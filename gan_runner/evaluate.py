@@ -45,7 +45,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--config", help="with a .weights.h5: the run's config.yaml (default: model=dcgan + overrides)")
     parser.add_argument("--best", action="store_true", help="with a run id: the weights of the run's best step")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides may also follow --config X
 
 
 def compose(overrides: list[str], base: str | None = None) -> DictConfig:

@@ -239,7 +239,7 @@ def test_dcgan_run_logs_fd_score_coverage_floor_and_the_best_step(dcgan_run, jud
     for key in ("eval/fd", "eval/mnist_score", "eval/coverage"):
         assert [m.step for m in client.get_metric_history(rid, key)] == [2, 4], key
     assert value == metrics["eval/fd"] and math.isfinite(value)
-    assert 1 <= metrics["eval/mnist_score"] <= 10 and 1 <= metrics["eval/coverage"] <= 10
+    assert metrics["eval/coverage"] == int(metrics["eval/coverage"])  # reproduced by evaluate: below
     # once per run, at step 0: the real-vs-real floor at N=200 and the cached classifier's accuracy
     assert [m.step for m in client.get_metric_history(rid, "eval/fd_floor")] == [0]
     assert metrics["eval/fd_floor"] == pytest.approx(judge.floor(200), rel=1e-9)
@@ -256,12 +256,29 @@ def test_dcgan_run_logs_fd_score_coverage_floor_and_the_best_step(dcgan_run, jud
 def test_evaluate_cli_reproduces_the_runs_fd_and_refuses_bad_input(dcgan_run, judge_cache, tmp_path, capsys):
     from gan_runner import evaluate
 
-    run, _, store, _ = dcgan_run
+    run, client, store, _ = dcgan_run
     common = [f"tracking.uri={store}", f"eval.classifier.cache_dir={judge_cache}", f"data.path={MNIST}"]
     result = evaluate.main([run.info.run_id, *common, "--json"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
     assert result["n"] == 200 and result["fd"] == pytest.approx(run.data.metrics["eval/fd"], rel=1e-5)
     assert result["fd_floor"] == pytest.approx(run.data.metrics["eval/fd_floor"], rel=1e-9)
+    assert result["mnist_score"] == pytest.approx(run.data.metrics["eval/mnist_score"], rel=1e-5)
+    assert result["coverage"] == run.data.metrics["eval/coverage"]
+
+    # --best: the generator of the best step reproduces best/fd; a saved .weights.h5 with the
+    # run's config.yaml (--config) reproduces the final eval/fd
+    best = evaluate.main([run.info.run_id, *common, "--best", "--json"])
+    capsys.readouterr()
+    assert best["fd"] == pytest.approx(run.data.metrics["best/fd"], rel=1e-5)
+    fds = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "eval/fd")}
+    if run.data.tags["best_step"] != "4":  # the best is not the last step: --best reads other weights
+        assert best["fd"] != pytest.approx(result["fd"], rel=1e-5)
+    assert fds[int(run.data.tags["best_step"])] == pytest.approx(best["fd"], rel=1e-5)
+    weights = client.download_artifacts(run.info.run_id, "weights/generator.weights.h5", str(tmp_path / "w"))
+    config = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / "c"))
+    saved = evaluate.main([weights, "--config", config, *common[1:], "--json"])
+    capsys.readouterr()
+    assert (saved["fd"], saved["mnist_score"], saved["coverage"]) == (result["fd"], result["mnist_score"], result["coverage"])
 
     # a .npy of 1000 real uint8 digits (N, 28, 28), disjoint from the 2 x 1000 of the floor: FD near it
     from gan_runner import classifier
