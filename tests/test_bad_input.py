@@ -94,6 +94,9 @@ BAD = [
     (["resume={tmp}/nowhere"], ["resume=", "nowhere", "no checkpoint found"]),
     (["resume=0123456789abcdef0123456789abcdef"], ["resume=0123456789abcdef0123456789abcdef", "no checkpoint found"]),
     (["resume=last"], ["resume=last", "nothing to resume: no checkpoint of a run in", "{tmp}/checkpoints"]),
+    # resume= a real run with a config that changes training ({run}: a finished 1-D run in {store})
+    (["tracking.uri={store}", "resume={run}", "model.hidden=64"],
+     ["resume: the config differs from", "ckpt-000000010.npz", "in ways that change training: model.hidden: 32 -> 64"]),
 ]
 
 
@@ -114,10 +117,31 @@ def _make_files(tmp) -> None:
     np.savez(tmp / "big.npz", x_train=np.zeros((3, 32, 32), np.uint8))
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> dict:
+    """A real 10-step 1-D run with its checkpoint beside its SQLite store, for the resume= rows."""
+    from conftest import compose_cfg
+    from gan_runner import train
+
+    folder = tmp_path_factory.mktemp("finished_run")
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    args = [f"tracking.uri={store}", "train_steps=10", "eval_every=10", "log_every=10", "eval.n_fake=200"]
+    train.run(compose_cfg(args), args)
+    (run_folder,) = (folder / "checkpoints").iterdir()
+    return {"store": store, "run": run_folder.name, "folder": run_folder}
+
+
 @pytest.mark.parametrize("overrides,words", BAD, ids=[" ".join(o) for o, _ in BAD])
-def test_bad_input_one_line_exit_2_no_run_no_tensorflow(tmp_path, overrides, words):
+def test_bad_input_one_line_exit_2_no_run_no_tensorflow(tmp_path, overrides, words, request):
     _make_files(tmp_path)
     fill = {"tmp": tmp_path, "mnist": MNIST, "port": _free_port()}
+    finished = request.getfixturevalue("finished_run") if any("{run}" in o for o in overrides) else None
+    if finished:
+        from mlflow.tracking import MlflowClient
+
+        fill.update(store=finished["store"], run=finished["run"])
+        client = MlflowClient(tracking_uri=finished["store"])
+        before = (client.get_run(finished["run"]).to_dictionary(), sorted(finished["folder"].iterdir()))
     args = [o.format(**fill) for o in overrides]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -136,6 +160,8 @@ def test_bad_input_one_line_exit_2_no_run_no_tensorflow(tmp_path, overrides, wor
     assert not (tmp_path / "checkpoints").exists()
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()  # no Hydra run folder
     assert elapsed < 30, elapsed  # seconds, not a TensorFlow import and a training run
+    if finished:  # the run and its checkpoints are as they were
+        assert (client.get_run(finished["run"]).to_dictionary(), sorted(finished["folder"].iterdir())) == before
 
 
 def test_weights_load_of_a_run_that_is_not_in_the_store_fails_before_any_run(tmp_path):
@@ -161,3 +187,29 @@ def test_weights_load_of_a_run_that_is_not_in_the_store_fails_before_any_run(tmp
         assert "tensorflow" not in imported
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert [r.info.run_id for r in runs] == [weightless]
+
+
+def test_an_unreachable_server_is_found_in_the_connect_timeout():
+    """The tracking server check itself (tracking.preflight): a refused port fails at once; a host
+    that drops packets (here: a loopback listener whose accept queue is full, so the kernel drops
+    the SYN) fails when the 3 s connect timeout runs out, not after MLflow's minutes of retries.
+    The whole command adds Python's start-up and the config (README: measured 1.4-1.8 s)."""
+    from omegaconf import OmegaConf
+
+    from gan_runner import tracking
+    from gan_runner.config import ConfigError
+
+    def check(port: int) -> tuple[float, str]:
+        started = time.monotonic()
+        with pytest.raises(ConfigError) as err:
+            tracking.preflight(OmegaConf.create({"name": "mlflow", "uri": f"http://127.0.0.1:{port}"}))
+        return time.monotonic() - started, str(err.value)
+
+    elapsed, message = check(_free_port())
+    assert elapsed < 0.5 and message.endswith("(Connection refused)"), (elapsed, message)
+    with socket.socket() as server, socket.socket() as first:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        first.connect(server.getsockname())  # fills the queue; nothing ever accepts
+        elapsed, message = check(server.getsockname()[1])
+    assert 2.9 < elapsed < 3.5 and message.endswith("(timed out)"), (elapsed, message)
