@@ -201,7 +201,8 @@ def test_checkpoint_holds_the_whole_state_and_meta(tmp_path):
     """The file layout resume relies on (meta with step, run id and config; RNG states); keep K."""
     cfg_args = ["tracking=none", f"checkpoint.dir={tmp_path}", *model_args("gaussian1d", tmp_path)[0], "train_steps=20",
                 "checkpoint.every=5", "checkpoint.keep=2"]
-    train.run(compose_cfg(cfg_args), cfg_args)
+    cfg = compose_cfg(cfg_args)
+    train.run(cfg, cfg_args)
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert [p.name for p in checkpoint.checkpoints(folder)] == ["ckpt-000000015.npz", "ckpt-000000020.npz"]
     kept = {"config.yaml", "plots", "weights"}  # tracking=none keeps the run's files beside its checkpoints
@@ -213,4 +214,19 @@ def test_checkpoint_holds_the_whole_state_and_meta(tmp_path):
     for group in ("generator.", "discriminator.", "d_optimizer.", "g_optimizer."):
         assert any(n.startswith(group) for n in names), group
     assert int(state.arrays["step"]) == 20
-    json.dumps(state.meta)  # plain JSON, readable without TensorFlow
+    # The meta as the file's bytes hold it: a zip member __meta__.npy of UTF-8 JSON, readable
+    # without TensorFlow or gan_runner, with the resolved config the run was started with.
+    import io
+    import zipfile
+
+    from omegaconf import OmegaConf
+
+    with zipfile.ZipFile(folder / "ckpt-000000020.npz") as npz:
+        assert "__meta__.npy" in npz.namelist()
+        raw = np.load(io.BytesIO(npz.read("__meta__.npy")), allow_pickle=False)
+    meta = json.loads(raw.tobytes().decode("utf-8"))
+    assert meta["format"] == 1 and meta["step"] == 20 and meta["run_id"] is None and meta["tracking_uri"] is None
+    assert meta["config"] == OmegaConf.to_container(cfg, resolve=True)
+    assert len(meta["numpy_random"]) == 3 and len(meta["python_random"]) == 3
+    assert meta == state.meta
+    assert json.loads((folder / "run.json").read_text()) == {"run_id": None, "tracking_uri": None}

@@ -273,18 +273,43 @@ def test_divergence_fails_the_run_cleanly(tmp_path, store, client):
     assert train.run(cfg, []) == 123.0
 
 
-def test_early_stop_when_d_accuracy_is_pinned(store, client):
+def test_early_stop_needs_patience_values_in_a_row(store, client):
     """early_stop.patience logged values in a row at or above the threshold end the run FINISHED,
-    with a tag saying why. Off by default. (threshold 0 makes every value qualify: the rule is
-    what is tested, not whether this tiny GAN collapses.)"""
+    with a tag saying why; a value below it starts the count again. Off by default. A first run
+    without the rule gives the logged train/d_acc sequence; the threshold is picked from it so
+    that the values go met, missed, met, met: patience 2 must stop at the second of those last two,
+    not at the second value met overall."""
     assert compose_cfg([]).early_stop.patience == 0
-    args = [f"tracking.uri={store}", *TINY_1D, "train_steps=200", "early_stop.patience=3",
-            "early_stop.metric=train/d_acc", "early_stop.threshold=0.0"]
-    train.run(compose_cfg(args), args)
-    run = _the_run(client)
-    assert run.info.status == "FINISHED" and run.data.tags["early_stop"].startswith("step 30:")
-    assert [s for s, _ in metric_history(client, run.info.run_id, "train/d_loss")] == [10, 20, 30]
-    assert [s for s, _ in metric_history(client, run.info.run_id, "eval/kl")] == [30]  # the last step's eval
+    # random batches of 32: a noisy d_acc, logged at every step
+    args = [f"tracking.uri={store}", *TINY_1D, "train_steps=60", "log_every=1", "eval_every=1000", "batch.order=random",
+            "batch.size=32", "batch.reuse_noise=false"]
+    train.run(compose_cfg([*args, "tracking.run_name=free"]), args)
+    (free,) = all_runs(client, "gaussian1d")
+    history = metric_history(client, free.info.run_id, "train/d_acc")
+    assert [s for s, _ in history] == list(range(1, 61))
+    values = [v for _, v in history]
+
+    def first_pair(threshold):  # index of the first value met right after another met one
+        met = [v >= threshold for v in values]
+        return next((i for i in range(1, len(met)) if met[i] and met[i - 1]), None), met
+
+    chosen = None
+    for threshold in sorted(set(values), reverse=True):
+        stop, met = first_pair(threshold)
+        if stop is not None and stop >= 3 and met.index(True) < stop - 1 and not all(met[met.index(True):stop + 1]):
+            chosen = threshold, stop
+            break
+    assert chosen, [round(v, 3) for v in values]
+    threshold, stop = chosen
+    expected_step = history[stop][0]
+    rule = ["early_stop.patience=2", "early_stop.metric=train/d_acc", f"early_stop.threshold={threshold!r}"]
+    train.run(compose_cfg([*args, *rule, "tracking.run_name=stopped"]), [*args, *rule])
+    (run,) = [r for r in all_runs(client, "gaussian1d") if r.info.run_name == "stopped"]
+    assert run.info.status == "FINISHED" and run.data.tags["early_stop"].startswith(f"step {expected_step}:")
+    stopped = metric_history(client, run.info.run_id, "train/d_acc")
+    assert stopped == history[:stop + 1]  # the same values up to the stop, none after
+    met = [v >= threshold for _, v in stopped]
+    assert met[-2:] == [True, True] and True in met[:-2] and False in met[met.index(True):-2]  # met, missed, met, met
 
 
 def test_any_exception_fails_the_run_with_the_error_and_traceback(tmp_path, store, client):

@@ -208,8 +208,19 @@ def test_every_experiment_composes_and_validates(name):
 def test_lr_grid_experiment_sweeps_learning_rates_and_seeds():
     cfg = compose_with_hydra(["experiment=gaussian1d_lr_grid"])
     assert cfg.model.name == "gaussian1d"
+    # the jobs as Hydra's basic sweeper expands the grid: the README's 3 D x 2 G rates x 3 seeds
+    from itertools import product
+
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     params = cfg.hydra.sweeper.params
-    assert len(str(params["optimizer.d.learning_rate"]).split(",")) >= 2 and "seed" in params
+    overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    (jobs,) = BasicSweeper.split_arguments(overrides, None)
+    assert sorted(tuple(job) for job in jobs) == sorted(
+        (f"optimizer.d.learning_rate={d}", f"optimizer.g.learning_rate={g}", f"seed={seed}")
+        for d, g, seed in product(("0.002", "0.001", "0.0005"), ("0.001", "0.0005"), (0, 1, 2)))
+    assert len(jobs) == 18
 
 
 @pytest.mark.parametrize("name,model,direction", [("gaussian1d_optuna", "gaussian1d", "minimize"),
