@@ -201,6 +201,17 @@ def run_labels(rows: list[Row], params: list[str]) -> dict[str, str]:
 
 def plot_metric(uri: str, rows: list[Row], metric: str, params: list[str], out: Path) -> Path:
     """A seaborn lineplot of `metric` over steps, one line per run, written as a PNG."""
+    from gan_runner import plots
+
+    fig = metric_figure(uri, rows, metric, params)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plots.close(fig)
+    return out
+
+
+def metric_figure(uri: str, rows: list[Row], metric: str, params: list[str]):
+    """The figure plot_metric writes (apart, so that a test can read its lines and legend)."""
     logged = [r for r in rows if metric in r.run.data.metrics]
     if not logged:
         known = sorted({k for r in rows for k in r.run.data.metrics})
@@ -219,10 +230,7 @@ def plot_metric(uri: str, rows: list[Row], metric: str, params: list[str], out: 
     ax.set_title(f"{metric} over steps ({len(logged)} runs)")
     ax.legend(fontsize="small", title=None)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plots.close(fig)
-    return out
+    return fig
 
 
 # ---- command line --------------------------------------------------------------------------

@@ -117,6 +117,31 @@ def test_cli_plot_writes_a_png_and_logs_it_to_the_sweeps_parent(filled_store, tm
     assert logged.path == "compare/kl.png" and logged.file_size == out.stat().st_size
 
 
+def test_the_plot_draws_each_runs_history_under_its_label(filled_store):
+    """The figure --plot writes: one line per run holding exactly its logged (step, value)
+    pairs, in the colour of its legend entry, labelled by the param that differs."""
+    from gan_runner import plots
+
+    s = filled_store
+    rows = [compare.make_row(s.uri, r) for r in s.children]
+    fig = compare.metric_figure(s.uri, rows, OBJECTIVE, ["seed"])
+    try:
+        (ax,) = fig.axes
+        legend = ax.get_legend()
+        labels = [t.get_text() for t in legend.get_texts()]
+        assert labels == ["seed=1", "seed=2"]
+        color_of = dict(zip(labels, (tuple(h.get_color()) for h in legend.legend_handles)))
+        drawn = {tuple(line.get_color()): [tuple(p) for p in line.get_xydata()] for line in ax.get_lines()
+                 if len(line.get_xydata())}
+        assert len(drawn) == 2
+        for run in s.children:
+            history = [(float(step), value) for step, value in metric_history(s.client, run.info.run_id, OBJECTIVE)]
+            assert drawn[color_of[f"seed={run.data.params['seed']}"]] == history
+        assert ax.get_xlabel() == "step" and ax.get_ylabel() == OBJECTIVE
+    finally:
+        plots.close(fig)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--experiment", "nope"], "no experiment 'nope'"),
     (["--sweep", "/no/such/sweep"], "no runs"),
@@ -148,16 +173,19 @@ def test_labels_tell_runs_apart(filled_store):
 
 
 def test_a_narrow_terminal_cuts_run_names_keeps_numbers_and_names_params_left_out(filled_store, capsys, monkeypatch):
-    """80 columns: every line fits, the numbers are whole, the run names are cut with "...",
-    and a param column that does not fit is named under the table instead."""
+    """80 columns: every line fits, the numbers are whole, the run names are cut with "...", and
+    the seed column still fits. 73 columns: the run column would fall under its 16 characters,
+    so the seed column is left out and named under the table instead."""
     s = filled_store
-    monkeypatch.setenv("COLUMNS", "80")
-    status, lines, err = table(capsys, "--experiment", "gaussian1d", "--tracking-uri", s.uri, "--sort", "name")
-    assert status == 0, err
-    assert max(len(ln) for ln in lines) <= 80
-    wide = [dict(zip(header(lines), row_of(lines, run))) for run in s.children]
-    for run, cells in zip(s.children, wide):
-        assert cells["final"] == f"{run.data.metrics[OBJECTIVE]:.4g}"  # whole, not cut
-        assert cells["run"].endswith("…") and run.info.run_name.startswith(cells["run"][:-1])
-    shown = header(lines)[6:]
-    assert "seed" in shown or any(ln.startswith("also differ:") and "seed" in ln for ln in lines)
+    for columns, seed_column in ((80, True), (73, False)):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        status, lines, err = table(capsys, "--experiment", "gaussian1d", "--tracking-uri", s.uri, "--sort", "name")
+        assert status == 0, err
+        assert max(len(ln) for ln in lines) <= columns, (columns, lines)
+        cells = [dict(zip(header(lines), row_of(lines, run))) for run in s.children]
+        for run, row in zip(s.children, cells):
+            assert row["final"] == f"{run.data.metrics[OBJECTIVE]:.4g}"  # whole, not cut
+            assert row["run"].endswith("…") and run.info.run_name.startswith(row["run"][:-1])
+            assert (row.get("seed") == run.data.params["seed"]) == seed_column, (columns, row)
+        assert header(lines)[6:] == (["seed"] if seed_column else [])
+        assert [ln for ln in lines if ln.startswith("also differ:")] == ([] if seed_column else ["also differ: seed"])
