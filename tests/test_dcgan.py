@@ -65,8 +65,10 @@ def test_cli_run_logs_metrics_at_the_cadence(cli_run):
         history = metric_history(client, rid, key)
         assert [s for s, _ in history] == [50, 100], key
         assert all(math.isfinite(v) for _, v in history), key
-    for key in ("train/d_acc", "train/g_acc"):
-        assert all(0.0 <= v <= 1.0 for _, v in metric_history(client, rid, key)), key
+    # fractions of the step's decisions: D judges 16 real + 16 fake, G's 16 fakes are judged
+    for key, decisions in (("train/d_acc", 32), ("train/g_acc", 16)):
+        for _, value in metric_history(client, rid, key):
+            assert value * decisions == pytest.approx(round(value * decisions), abs=1e-4), (key, value)
     # The seed's Keras-2 decay: lr / (1 + decay * t) at t = 100 steps
     assert run.data.metrics["train/lr_d"] == pytest.approx(2e-4 / (1 + 6e-8 * 100), rel=1e-6)
     assert run.data.metrics["train/lr_g"] == pytest.approx(1e-4 / (1 + 3e-8 * 100), rel=1e-6)
@@ -86,17 +88,33 @@ def test_cli_run_logs_the_sample_grid_as_png(cli_run, tmp_path):
     image = Image.open(client.download_artifacts(run.info.run_id, pngs[0], str(tmp_path)))
     assert image.format == "PNG" and image.mode == "L"
     pixels = np.asarray(image)
-    width, height = image.size
-    # 4 x 4 tiles of 28 x 28 with a thin border between them
-    for size, tiles in ((width, GRID_COLS), (height, GRID_ROWS)):
-        assert tiles * 28 <= size <= tiles * 28 + (tiles + 1) * 4, image.size
-    assert pixels.std() > 0  # digits, not a blank picture
+    # 4 x 4 tiles of 28 x 28 with a 2-pixel black border: 4 * 30 + 2 = 122 pixels each way
+    assert image.size == (GRID_COLS * 30 + 2, GRID_ROWS * 30 + 2)
+    tiles = [pixels[2 + 30 * r:30 * (r + 1), 2 + 30 * c:30 * (c + 1)] for r in range(GRID_ROWS) for c in range(GRID_COLS)]
+    assert all(t.shape == (28, 28) for t in tiles)
+    assert len({t.tobytes() for t in tiles}) == 16  # 16 different digits, not one tile repeated
+    assert all(t.std() > 0 for t in tiles)
+    border = pixels.copy()
+    for r in range(GRID_ROWS):
+        for c in range(GRID_COLS):
+            border[2 + 30 * r:30 * (r + 1), 2 + 30 * c:30 * (c + 1)] = 0
+    assert not border.any()
+    # the tiles are the final generator's output for the run's fixed 16 noise vectors
+    from gan_runner import plots
+    from gan_runner.models import dcgan
+
+    generator = dcgan.build_generator(_tiny_cfg().model)
+    generator.load_weights(client.download_artifacts(run.info.run_id, "weights/generator.weights.h5", str(tmp_path)))
+    z = np.random.default_rng([0, 16]).uniform(-1, 1, (16, 100)).astype(np.float32)  # Trainer.generate's noise
+    expected = plots.image_grid(generator(z, training=False).numpy(), GRID_ROWS, GRID_COLS)
+    assert np.abs(expected.astype(int) - pixels.astype(int)).max() <= 1
 
 
 def test_cli_run_weights_load_and_match_the_logged_keras_model(cli_run, tmp_path):
     import keras
     import mlflow
 
+    from gan_runner import checkpoint
     from gan_runner.models import dcgan
 
     run, client, store, _ = cli_run
@@ -106,10 +124,15 @@ def test_cli_run_weights_load_and_match_the_logged_keras_model(cli_run, tmp_path
     keras.utils.set_random_seed(123)
     generator = dcgan.build_generator(cfg.model)
     discriminator = dcgan.build_discriminator(cfg.model, (28, 28, 1))
-    fresh = [w.copy() for w in generator.get_weights()]
     generator.load_weights(folder / "generator.weights.h5")
     discriminator.load_weights(folder / "discriminator.weights.h5")
-    assert any(not np.array_equal(a, b) for a, b in zip(fresh, generator.get_weights()))
+    # both nets as the run's final checkpoint holds them (beside the store: checkpoints/<run id>/)
+    final = checkpoint.read(Path(store[len("sqlite:///"):]).parent / "checkpoints" / rid / "ckpt-000000100.npz")
+    for name, net in (("generator", generator), ("discriminator", discriminator)):
+        weights = net.get_weights()
+        assert len(weights) == len([k for k in final.arrays if k.startswith(f"{name}.")]), name
+        for i, value in enumerate(weights):
+            np.testing.assert_array_equal(value, final.arrays[f"{name}.{i}"], err_msg=f"{name}.{i}")
 
     # The generator as an MLflow Keras model, with a signature: z (-1, 100) -> (-1, 28, 28, 1)
     previous_uri = mlflow.get_tracking_uri()
@@ -159,6 +182,100 @@ def test_dcgan_mnist_is_another_name_for_dcgan():
     other = OmegaConf.to_container(compose_cfg(["model=dcgan_mnist"]), resolve=True)
     assert one == other
     assert one["data"]["name"] == "mnist" and one["schedule"]["name"] == "inverse_time"
+
+
+@needs_mnist
+def test_fd_falls_over_a_short_run():
+    """Learning, not just running: 100 steps of the tiny nets (Adam 2e-3) take eval/fd of 200
+    fakes from the untrained G's value to well below it (measured: 379 -> 148, coverage 1 -> 8)."""
+    from gan_runner import data, tracking, train
+    from gan_runner.models import dcgan
+
+    cfg = _tiny_cfg(["tracking=none", "train_steps=100", "eval_every=100", "sample_every=100", "plot_every=100",
+                     "eval.n_fake=200", "optimizer=adam", "optimizer.d.learning_rate=2e-3",
+                     "optimizer.g.learning_rate=2e-3", "tracking.log_model=false"])
+    real = data.load(cfg.data, cfg.seed)
+    trainer = train.Trainer(cfg, real, tracking.NullTracker())
+    before = dcgan.evaluate(trainer.generate, real, cfg, 0)
+    trainer.fit()
+    after = trainer.history
+    assert after["eval/fd"] < 0.6 * before["eval/fd"], (before, after["eval/fd"])
+    assert after["eval/coverage"] > before["eval/coverage"]
+
+
+def test_the_same_run_in_a_fresh_process_with_onednn_on_logs_identical_metrics(cli_run, tmp_path):
+    """Determinism with the DCGAN's default oneDNN on (the rest of the suite forces it off):
+    the fixture's command again in a fresh process, every metric identical, and the same weights."""
+    run, client, _, _ = cli_run
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(["model=dcgan", "train_steps=100", f"data.path={MNIST}", f"tracking.uri={store}", *TINY,
+                      "tracking.log_model=false"],  # logged after the last metric: saves time, changes no number
+                     cwd=tmp_path, env={"TF_ENABLE_ONEDNN_OPTS": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    from mlflow.tracking import MlflowClient
+
+    other_client = MlflowClient(tracking_uri=store)
+    (other,) = all_runs(other_client, "dcgan")
+    assert other.data.tags["tf.onednn"] == run.data.tags["tf.onednn"] == "on"
+    # all but timings and whether the digit classifier came from the cache (the second run's did)
+    keys = sorted(k for k in run.data.metrics if not (k.startswith("perf/") or k.endswith("_s") or k == "classifier/cached"))
+    assert {"train/d_loss", "eval/fd", "eval/mnist_score"} <= set(keys)
+    assert sorted(k for k in other.data.metrics if k in run.data.metrics) == sorted(other.data.metrics)
+    for key in keys:
+        assert metric_history(other_client, other.info.run_id, key) == metric_history(client, run.info.run_id, key), key
+    for name in ("generator", "discriminator"):
+        mine = client.download_artifacts(run.info.run_id, f"weights/{name}.weights.h5", str(tmp_path / "a"))
+        theirs = other_client.download_artifacts(other.info.run_id, f"weights/{name}.weights.h5", str(tmp_path / "b"))
+        assert _h5_arrays(mine).keys() == _h5_arrays(theirs).keys()
+        for key, value in _h5_arrays(mine).items():
+            np.testing.assert_array_equal(value, _h5_arrays(theirs)[key], err_msg=f"{name} {key}")
+
+
+def _h5_arrays(path) -> dict[str, np.ndarray]:
+    """Every dataset of a Keras .weights.h5 file by its path in the file."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda key, item: out.__setitem__(key, item[()]) if isinstance(item, h5py.Dataset) else None)
+    return out
+
+
+@needs_mnist
+def test_nan_samples_with_finite_losses_are_a_divergence_and_max_mode_penalty_is_negative(tmp_path, store, client):
+    """Divergence seen in the samples only: G's BatchNorm moving means set to NaN leave training
+    (batch statistics) finite, while the evaluation's fakes (inference mode) are NaN. The run
+    ends FAILED with tag divergence at the eval step; with on_divergence=penalty and
+    objective_mode=max the sweeper gets -penalty (worse than any real value when maximising)."""
+    import keras
+
+    from gan_runner import train
+    from gan_runner.models import dcgan
+
+    cfg = _tiny_cfg()
+    generator, discriminator = dcgan.build_generator(cfg.model), dcgan.build_discriminator(cfg.model, (28, 28, 1))
+    moving = [v for v in generator.non_trainable_weights if "moving_mean" in v.path]
+    assert moving
+    for v in moving:
+        v.assign(np.full(v.shape, np.nan, np.float32))
+    folder = tmp_path / "nan_weights"
+    folder.mkdir()
+    generator.save_weights(folder / "generator.weights.h5")
+    discriminator.save_weights(folder / "discriminator.weights.h5")
+    keras.backend.clear_session()
+
+    args = [f"tracking.uri={store}", f"weights.load={folder}", "train_steps=4", "log_every=1", "eval_every=2",
+            "sample_every=100", "plot_every=100", "tracking.log_model=false"]
+    with pytest.raises(train.Diverged, match="diverged at step 2: the generated samples is not finite"):
+        train.run(_tiny_cfg(args), args)
+    (run,) = all_runs(client, "dcgan")
+    assert run.info.status == "FAILED" and run.data.tags["divergence"] == "step 2"
+    assert [s for s, _ in metric_history(client, run.info.run_id, "train/d_loss")] == [1, 2]  # finite losses
+    assert "eval/fd" not in run.data.metrics
+
+    penalty = [*args[1:], "tracking=none", "on_divergence=penalty", "sweep.penalty=123",
+               "objective=eval/mnist_score", "objective_mode=max"]
+    assert train.run(_tiny_cfg(penalty), penalty) == -123.0  # (min mode, +123: tests/test_signals.py)
 
 
 # ---- the default architecture -----------------------------------------------------------------
