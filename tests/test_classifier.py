@@ -218,14 +218,16 @@ TINY_DCGAN = ["batch.size=16", "data.n=512", "eval.n_fake=200", "train_steps=4",
 
 @pytest.fixture(scope="module")
 def dcgan_run(judge, judge_cache, tmp_path_factory):
-    """A tiny DCGAN run in this process, judged by the session's classifier (a cache hit)."""
+    """A tiny DCGAN run in this process, judged by the session's classifier (a cache hit). The
+    best step is the one with the highest eval/fd (objective_mode=max), so that it is step 2, not
+    the last step, and --best must read other weights than the final ones."""
     from mlflow.tracking import MlflowClient
 
     from gan_runner import train
 
     tmp = tmp_path_factory.mktemp("judged_run")
     store = f"sqlite:///{tmp / 'mlflow.db'}"
-    extra = [*TINY_DCGAN, f"tracking.uri={store}", f"checkpoint.dir={tmp / 'ckpt'}"]
+    extra = [*TINY_DCGAN, f"tracking.uri={store}", f"checkpoint.dir={tmp / 'ckpt'}", "objective_mode=max"]
     value = train.run(_cfg(judge_cache, *extra), extra)
     client = MlflowClient(tracking_uri=store)
     (run,) = client.search_runs([client.get_experiment_by_name("dcgan").experiment_id])
@@ -244,9 +246,11 @@ def test_dcgan_run_logs_fd_score_coverage_floor_and_the_best_step(dcgan_run, jud
     assert [m.step for m in client.get_metric_history(rid, "eval/fd_floor")] == [0]
     assert metrics["eval/fd_floor"] == pytest.approx(judge.floor(200), rel=1e-9)
     assert metrics["classifier/accuracy"] == pytest.approx(judge.accuracy) and metrics["classifier/cached"] == 1.0
-    # the best step by eval/fd: tagged, its value logged, its generator kept
+    # the best step by eval/fd (here the highest: objective_mode=max): tagged, its value logged,
+    # its generator kept
     fds = {m.step: m.value for m in client.get_metric_history(rid, "eval/fd")}
-    best_step = min(fds, key=fds.get)
+    best_step = max(fds, key=fds.get)
+    assert best_step == 2 and fds[2] > fds[4]
     assert run.data.tags["best_step"] == str(best_step) and metrics["best/fd"] == pytest.approx(fds[best_step])
     artifacts = {a.path for a in client.list_artifacts(rid, "weights/best")}
     assert artifacts == {"weights/best/generator.weights.h5"}
@@ -271,9 +275,8 @@ def test_evaluate_cli_reproduces_the_runs_fd_and_refuses_bad_input(dcgan_run, ju
     capsys.readouterr()
     assert best["fd"] == pytest.approx(run.data.metrics["best/fd"], rel=1e-5)
     fds = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "eval/fd")}
-    if run.data.tags["best_step"] != "4":  # the best is not the last step: --best reads other weights
-        assert best["fd"] != pytest.approx(result["fd"], rel=1e-5)
-    assert fds[int(run.data.tags["best_step"])] == pytest.approx(best["fd"], rel=1e-5)
+    assert run.data.tags["best_step"] == "2" and fds[2] == pytest.approx(best["fd"], rel=1e-5)
+    assert best["fd"] != pytest.approx(result["fd"], rel=1e-5)  # other weights than the final ones
     weights = client.download_artifacts(run.info.run_id, "weights/generator.weights.h5", str(tmp_path / "w"))
     config = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / "c"))
     saved = evaluate.main([weights, "--config", config, *common[1:], "--json"])
