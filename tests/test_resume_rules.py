@@ -67,8 +67,9 @@ def test_cosine_without_decay_steps_refuses_another_train_steps(tmp_path):
 
     _run([*base, "schedule.decay_steps=50", "train_steps=10", f"checkpoint.dir={tmp_path / 'fixed'}"])
     (fixed,) = list((tmp_path / "fixed").iterdir())
-    cfg = compose_cfg([*base, "schedule.decay_steps=50", "train_steps=20", f"resume={fixed}"])
-    assert checkpoint.load_for_resume(cfg, tmp_path / "fixed").step == 10
+    more = [*base, "schedule.decay_steps=50", "train_steps=20", f"checkpoint.dir={tmp_path / 'fixed'}", f"resume={fixed}"]
+    resumed, cfg, changes = checkpoint.load_for_resume(compose_cfg(more), tmp_path / "fixed", more)
+    assert resumed.step == 10 and cfg.train_steps == 20 and changes == ["train_steps: 10 -> 20"]
 
 
 def test_resume_allows_thread_and_onednn_changes_and_logs_its_config(store, client, tmp_path):
@@ -89,8 +90,10 @@ def test_resume_allows_thread_and_onednn_changes_and_logs_its_config(store, clie
     resumed = OmegaConf.load(client.download_artifacts(rid, "config_resume_step0000020.yaml", str(tmp_path)))
     assert (first.train_steps, first.resume, first.trainer.intra_op_threads) == (20, None, 0)
     assert first.trainer.onednn in (None, False)  # conftest pins TF_ENABLE_ONEDNN_OPTS=0
-    assert (resumed.train_steps, resumed.resume) == (30, rid)
+    assert resumed.train_steps == 30
     assert (resumed.trainer.intra_op_threads, resumed.trainer.inter_op_threads, resumed.trainer.onednn) == (1, 1, True)
+    for change in ("train_steps: 20 -> 30", "trainer.intra_op_threads: 0 -> 1", "trainer.onednn: "):
+        assert change in run.data.tags["resume.changes"], (change, run.data.tags["resume.changes"])
     assert run.data.params["train_steps"] == "20"  # params are immutable in MLflow: the first config's
     assert [s for s, _ in metric_history(client, rid, "train/d_loss")] == [10, 20, 30]
 
