@@ -88,9 +88,10 @@ def test_tracking_none_writes_no_store_but_keeps_weights_and_pictures_and_says_w
     last = capsys.readouterr().out.rstrip().splitlines()[-2:]
     assert last == [f"gan_runner: finished 'gaussian1d defaults' (tracking=none): eval/kl_target={value:.6g}",
                     f"  checkpoints, weights and pictures: {folder}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]  # no store, no mlruns/, no outputs/
     files = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
-    assert {"weights/generator.weights.h5", "weights/discriminator.weights.h5", "weights/best/generator.weights.h5",
-            "plots/kde_step0000060.png", "config.yaml", "ckpt-000000060.npz"} <= files, files
+    assert files == {"weights/generator.weights.h5", "weights/discriminator.weights.h5", "weights/best/generator.weights.h5",
+                     "plots/kde_step0000060.png", "config.yaml", "ckpt-000000060.npz", "run.json"}, files
     with Image.open(folder / "plots/kde_step0000060.png") as image:
         assert image.format == "PNG" and image.size[0] > 100
     # the kept weights load back: a new run starts from them
