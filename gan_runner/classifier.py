@@ -348,18 +348,31 @@ class Judge:
         return image_metrics.frechet_distance(*self.reference_stats(n),
                                               *image_metrics.gaussian_stats(self.reference_logits[n:2 * n]))
 
-    def scores(self, images_01: np.ndarray) -> dict:
-        """fd (against the first n reference digits), mnist_score, coverage and the histogram."""
+    def floors(self, n: int, metrics=image_metrics.FLOOR_METRICS, k: int = image_metrics.PRDC_K) -> dict[str, float]:
+        """<name>_floor for the chosen metrics that have one: the next n reference digits scored
+        against the first n, as fakes are (what real images score at this n)."""
+        self.check_n(n)
+        chosen = [m for m in metrics if m in image_metrics.FLOOR_METRICS]
+        got = image_metrics.feature_scores(self.reference_logits[n:2 * n], self.reference_logits[:n], chosen, k)
+        return {f"{m}_floor": got[m] for m in chosen}
+
+    def scores(self, images_01: np.ndarray, metrics=image_metrics.IMAGE_METRICS, k: int = image_metrics.PRDC_K) -> dict:
+        """The chosen metrics (image_metrics.feature_scores) of the images against the first n
+        reference digits, and the class histogram."""
         x = np.asarray(images_01)
         if not np.isfinite(x).all():
             raise ValueError(f"{int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())} of {len(x)} images hold NaN or inf")
         n = len(x)
         self.check_n(n, "n", floor=False)
-        logits = self.classifier.logits(x)
-        probs = image_metrics.softmax(logits)
-        covered, histogram = image_metrics.coverage(probs, self.coverage_threshold)
-        return {"fd": image_metrics.frechet_distance(*image_metrics.gaussian_stats(logits), *self.reference_stats(n)),
-                "mnist_score": image_metrics.mnist_score(probs), "coverage": covered, "histogram": histogram}
+        return image_metrics.feature_scores(self.classifier.logits(x), self.reference_logits[:n], metrics, k,
+                                            self.coverage_threshold)
+
+
+def chosen_metrics(eval_cfg) -> tuple[list[str], int]:
+    """(eval.metrics, eval.prdc_k); null (a run's config saved before they existed): all, k=5."""
+    metrics, k = eval_cfg.get("metrics"), eval_cfg.get("prdc_k")
+    return (list(metrics) if metrics is not None else list(image_metrics.IMAGE_METRICS),
+            int(k) if k is not None else image_metrics.PRDC_K)
 
 
 def judge_for(data_cfg, eval_cfg) -> Judge:

@@ -111,6 +111,8 @@ class EvalConf:
     n_fake: int = 20000
     bins: int = 100
     coverage_threshold: float = 0.02  # eval/coverage: classes with at least this fraction of the samples
+    metrics: Optional[list[str]] = None  # image models: which eval/* metrics (conf/model/dcgan.yaml lists them)
+    prdc_k: Optional[int] = None  # image models: k of the k-NN balls of eval/precision, recall, density, coverage_nn
     classifier: ClassifierConf = field(default_factory=ClassifierConf)
 
 
@@ -487,6 +489,7 @@ def _check_ranges(cfg: DictConfig) -> None:
     _positive_int("eval.n_fake", cfg.eval.n_fake)
     _positive_int("eval.bins", cfg.eval.bins)
     _check_eval_classifier(cfg.eval)
+    _check_eval_metrics(cfg)
     _choice("trainer.update", cfg.trainer["update"], UPDATES)
     _choice("trainer.strategy", cfg.trainer.strategy, STRATEGIES)
     _positive_float("sweep.penalty", cfg.sweep.penalty)
@@ -511,6 +514,28 @@ def _check_ranges(cfg: DictConfig) -> None:
     _need(cfg.resume != "", "resume: empty; give a run id, a checkpoint folder or 'last'")
     _choice("on_divergence", cfg.on_divergence, DIVERGENCE_POLICIES)
     _need(cfg.early_stop.patience >= 0, f"early_stop.patience: must be >= 0 (0 = off), got {cfg.early_stop.patience}")
+
+
+def _check_eval_metrics(cfg: DictConfig) -> None:
+    """eval.metrics / eval.prdc_k: image models only, known names, and the objective among them."""
+    from gan_runner.image_metrics import IMAGE_METRICS
+
+    ev = cfg.eval
+    if registry.MODELS[cfg.model.name].data_kind != "image":
+        for key in ("metrics", "prdc_k"):
+            _need(ev[key] is None, f"eval.{key}: only image models (model=dcgan) choose their metrics; "
+                                   f"model '{cfg.model.name}' logs a fixed set (set eval.{key}=null)")
+        return
+    if ev.metrics is not None:
+        unknown = [m for m in ev.metrics if m not in IMAGE_METRICS]
+        _need(not unknown, f"eval.metrics: unknown metric '{unknown[0] if unknown else ''}'; allowed: {', '.join(IMAGE_METRICS)}")
+        name = str(cfg.objective).removeprefix("eval/")
+        chosen = {*ev.metrics, *(["kid_std"] if "kid" in ev.metrics else [])}
+        _need(not (cfg.objective.startswith("eval/") and name in {*IMAGE_METRICS, "kid_std"} and name not in chosen),
+              f"objective: {cfg.objective} is not computed; add '{name.removesuffix('_std')}' to eval.metrics={list(ev.metrics)}")
+    if ev.prdc_k is not None:
+        _need(ev.prdc_k >= 1 and ev.prdc_k < cfg.eval.n_fake,
+              f"eval.prdc_k: must be in 1..eval.n_fake-1 ({cfg.eval.n_fake - 1}), got {ev.prdc_k}")
 
 
 def _check_eval_classifier(ev: DictConfig) -> None:

@@ -1,5 +1,6 @@
 """`python -m gan_runner.evaluate SOURCE [key=value ...]`: score generated digits the way a
-dcgan run's evaluation does (eval/fd, eval/fd_floor, eval/mnist_score, eval/coverage), for
+dcgan run's evaluation does (eval/fd, eval/mnist_score, eval/coverage, eval/kid, eval/precision,
+recall, density, coverage_nn as its eval.metrics choose, and their real-vs-real floors), for
 comparing with other tools.
 
 SOURCE is one of
@@ -173,9 +174,10 @@ def score(cfg: DictConfig, fakes: np.ndarray) -> dict:
     judge = classifier.judge_for(cfg.data, cfg.eval)
     n = len(fakes)
     judge.check_n(n)
-    scores = judge.scores(fakes)
-    return {"n": n, "fd": scores["fd"], "fd_floor": judge.floor(n), "mnist_score": scores["mnist_score"],
-            "coverage": scores["coverage"], "histogram": [round(float(h), 4) for h in scores["histogram"]],
+    metrics, k = classifier.chosen_metrics(cfg.eval)
+    scores = judge.scores(fakes, metrics, k)
+    histogram = scores.pop("histogram")
+    return {"n": n, **scores, **judge.floors(n, metrics, k), "histogram": [round(float(h), 4) for h in histogram],
             "classifier_accuracy": judge.accuracy, "classifier_cached": not judge.classifier.trained,
             "classifier": str(judge.classifier.path), "split": judge.split.rule}
 
@@ -188,10 +190,21 @@ def print_table(result: dict, source: str) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("meaning")
-    table.add_row("eval/fd", f"{result['fd']:.4f}", "Frechet distance of the classifier's logits (lower is better)")
-    table.add_row("eval/fd_floor", f"{result['fd_floor']:.4f}", f"the same for two disjoint real sets of {result['n']}")
-    table.add_row("eval/mnist_score", f"{result['mnist_score']:.4f}", "exp E KL(p(y|x) || p(y)): 10 ideal, 1 one class")
-    table.add_row("eval/coverage", str(result["coverage"]), "digit classes with >= the coverage threshold of the samples")
+    meanings = {"fd": "Frechet distance of the classifier's logits (lower is better)",
+                "mnist_score": "exp E KL(p(y|x) || p(y)): 10 ideal, 1 one class",
+                "coverage": "digit classes with >= the coverage threshold of the samples",
+                "kid": "kernel distance (unbiased MMD^2, cubic kernel) of the logits; 0 = real",
+                "kid_std": "eval/kid's standard error over its blocks",
+                "precision": "fakes inside a real sample's k-NN ball (Naeem et al. 2020)",
+                "recall": "reals inside a fake sample's k-NN ball", "density": "real balls per fake / k (1 ~ real)",
+                "coverage_nn": "reals whose k-NN ball holds a fake"}
+    for name, meaning in meanings.items():
+        if name in result:
+            value = result[name]
+            table.add_row(f"eval/{name}", str(value) if name == "coverage" else f"{value:.4f}", meaning)
+            if f"{name}_floor" in result:
+                table.add_row(f"eval/{name}_floor", f"{result[name + '_floor']:.4f}",
+                              f"the same for two disjoint real sets of {result['n']}")
     table.add_row("class histogram", " ".join(f"{h:.2f}" for h in result["histogram"]), "fraction per digit 0-9")
     table.add_row("classifier accuracy", f"{result['classifier_accuracy']:.4f}",
                   "on the reference digits (held out) " + ("(cached)" if result["classifier_cached"] else "(trained now)"))

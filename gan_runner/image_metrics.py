@@ -153,3 +153,118 @@ def coverage(probs_or_labels, threshold: float = COVERAGE_THRESHOLD, n_classes: 
     """(how many classes get at least `threshold` of the samples, the class histogram (k,))."""
     histogram = class_histogram(probs_or_labels, n_classes)
     return int((histogram >= threshold).sum()), histogram
+
+
+# ---- kernel distance (KID) and PRDC on the same features ----------------------------------------
+
+KID_MAX_BLOCK = 1024  # TF-GAN's max_block_size: the MMD^2 is averaged over blocks of at most this
+PRDC_K = 5  # Naeem et al. 2020's default k for the k-NN balls
+
+
+def _pair(real, fake, what: str) -> tuple[np.ndarray, np.ndarray]:
+    r, f = _finite_2d(real, f"{what} real"), _finite_2d(fake, f"{what} fake")
+    if r.shape[1] != f.shape[1]:
+        raise ValueError(f"{what}: real and fake features differ in width: {r.shape[1]} vs {f.shape[1]}")
+    return r, f
+
+
+def _block_edges(n: int, blocks: int) -> np.ndarray:
+    """TF-GAN's split of n rows into `blocks` consecutive blocks whose sizes differ by at most 1."""
+    size, extra = divmod(n, blocks)
+    sizes = [size] * (blocks - extra) + [size + 1] * extra
+    return np.concatenate([[0], np.cumsum(sizes)])
+
+
+def mmd2_unbiased(real, fake) -> float:
+    """Unbiased MMD^2 with the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3 (Binkowski et al.
+    2018): mean k(r, r') over pairs r != r' + the same for fakes - 2 mean k(r, f). Can be < 0."""
+    r, f = _pair(real, fake, "kid")
+    m, n = len(r), len(f)
+    if m < 2 or n < 2:
+        raise ValueError(f"kid: needs at least 2 real and 2 fake samples, got {m} and {n}")
+    d = r.shape[1]
+    k_rr, k_ff, k_rf = (_cubic(a @ b.T / d + 1) for a, b in ((r, r), (f, f), (r, f)))
+    return float((k_rr.sum() - np.trace(k_rr)) / (m * (m - 1)) + (k_ff.sum() - np.trace(k_ff)) / (n * (n - 1))
+                 - 2 * k_rf.mean())
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    return x * x * x  # a few times faster than x ** 3 on large arrays
+
+
+def kernel_distance(real, fake, max_block_size: int = KID_MAX_BLOCK) -> tuple[float, float]:
+    """(KID, its standard error) as TF-GAN's kernel_classifier_distance_and_std: both sets cut
+    into the same number of consecutive blocks of at most max_block_size rows, the unbiased
+    MMD^2 of each block pair, their mean and std/sqrt(blocks) (ddof=1). One difference: TF-GAN
+    returns a NaN std for a single block; here at least 2 blocks are made (each needs 2 rows),
+    so the error bar always exists."""
+    r, f = _pair(real, fake, "kid")
+    if len(r) < 4 or len(f) < 4:
+        raise ValueError(f"kid: needs at least 4 real and 4 fake samples (2 blocks of 2), got {len(r)} and {len(f)}")
+    blocks = max(2, int(np.ceil(max(len(r), len(f)) / max_block_size)))
+    blocks = min(blocks, len(r) // 2, len(f) // 2)
+    er, ef = _block_edges(len(r), blocks), _block_edges(len(f), blocks)
+    est = np.array([mmd2_unbiased(r[er[i]:er[i + 1]], f[ef[i]:ef[i + 1]]) for i in range(blocks)])
+    return float(est.mean()), float(est.std(ddof=1) / np.sqrt(blocks))
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances (len(a), len(b)); squared form clipped at 0 before the root."""
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return np.sqrt(np.clip(sq, 0, None))
+
+
+def _kth_neighbour_radii(x: np.ndarray, k: int) -> np.ndarray:
+    """Distance from each row to its k-th nearest other row (its own 0 is the 1st smallest)."""
+    return np.partition(_distances(x, x), k, axis=1)[:, k]
+
+
+def prdc(real, fake, k: int = PRDC_K) -> dict[str, float]:
+    """Precision, recall, density, coverage of Naeem et al. 2020 (as their `prdc` package), with
+    k-NN balls: B(x, distance to x's k-th nearest neighbour in its own set), strict `<`.
+    precision: fakes inside some real ball; recall: reals inside some fake ball; density: real
+    balls holding each fake / k, averaged (1 ~ as dense as the reals, can exceed 1); coverage:
+    reals whose own ball holds a fake. Returned under the names precision, recall, density,
+    coverage_nn (coverage is the class count)."""
+    r, f = _pair(real, fake, "prdc")
+    if not 1 <= k < min(len(r), len(f)):
+        raise ValueError(f"prdc: k must be in 1..{min(len(r), len(f)) - 1} (fewer than each set's samples), got {k}")
+    real_radii, fake_radii = _kth_neighbour_radii(r, k), _kth_neighbour_radii(f, k)
+    rf = _distances(r, f)  # (n_real, n_fake)
+    inside_real = rf < real_radii[:, None]
+    return {"precision": float(inside_real.any(axis=0).mean()),
+            "recall": float((rf < fake_radii[None, :]).any(axis=1).mean()),
+            "density": float(inside_real.sum(axis=0).mean() / k),
+            "coverage_nn": float((rf.min(axis=1) < real_radii).mean())}
+
+
+# ---- the selectable set (eval.metrics) ----------------------------------------------------------
+
+# eval.metrics names; each logged as eval/<name> (kid also eval/kid_std). The gan_runner.bench_metrics
+# timing at eval.n_fake=2000: all cost well under 10% of the DCGAN's time between evaluations.
+IMAGE_METRICS = ("fd", "mnist_score", "coverage", "kid", "precision", "recall", "density", "coverage_nn")
+FLOOR_METRICS = ("fd", "kid", "precision", "recall", "density", "coverage_nn")  # real vs real: eval/<name>_floor
+PRDC_METRICS = ("precision", "recall", "density", "coverage_nn")
+
+
+def feature_scores(fake_logits, real_logits, metrics=IMAGE_METRICS, k: int = PRDC_K,
+                   coverage_threshold: float = COVERAGE_THRESHOLD) -> dict:
+    """The chosen metrics of fake vs real classifier logits (n, 10), by name (kid adds kid_std);
+    always the class `histogram` (n_classes,) of the fakes, which the pictures use."""
+    fake, real = _pair(real_logits, fake_logits, "scores")[::-1]
+    unknown = sorted(set(metrics) - set(IMAGE_METRICS))
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; allowed: {', '.join(IMAGE_METRICS)}")
+    probs = softmax(fake)
+    out: dict = {"histogram": class_histogram(probs)}
+    if "fd" in metrics:
+        out["fd"] = frechet_distance(*gaussian_stats(fake), *gaussian_stats(real))
+    if "mnist_score" in metrics:
+        out["mnist_score"] = mnist_score(probs)
+    if "coverage" in metrics:
+        out["coverage"] = int((out["histogram"] >= coverage_threshold).sum())
+    if "kid" in metrics:
+        out["kid"], out["kid_std"] = kernel_distance(real, fake)
+    if any(m in metrics for m in PRDC_METRICS):  # one distance matrix serves all four
+        out.update({m: v for m, v in prdc(real, fake, k).items() if m in metrics})
+    return out

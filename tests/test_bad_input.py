@@ -97,6 +97,11 @@ BAD = [
     # resume= a real run with a config that changes training ({run}: a finished 1-D run in {store})
     (["tracking.uri={store}", "resume={run}", "model.hidden=64"],
      ["resume: the config differs from", "ckpt-000000010.npz", "in ways that change training: model.hidden: 32 -> 64"]),
+    # eval.metrics: known names only, image models only, the objective among them
+    (["model=dcgan", "eval.metrics=[fd,fid]"], ["eval.metrics", "'fid'", "allowed: fd, mnist_score", "kid", "coverage_nn"]),
+    (["eval.metrics=[kid]"], ["eval.metrics", "only image models", "'gaussian1d'"]),
+    (["model=dcgan", "eval.metrics=[kid,precision]"], ["objective: eval/fd is not computed", "'fd'", "eval.metrics"]),
+    (["model=dcgan", "eval.prdc_k=0"], ["eval.prdc_k", "1..eval.n_fake-1 (1999)", "got 0"]),
 ]
 
 

@@ -118,6 +118,30 @@ def test_a_generator_of_one_digit_scores_1_with_coverage_1(judge):
     assert math.isfinite(scores["fd"]) and scores["fd"] > 50 * judge.floor(1000)
 
 
+def test_kid_and_prdc_of_real_digits_sit_at_their_floors_noise_and_one_digit_far_from_them(judge):
+    """Real vs real: KID near 0 (either sign: the estimate is unbiased), PRDC near 1; uniform
+    noise: KID far above it, recall and coverage near 0 (not precision: its logits land in one
+    confident region that some wide real ball holds); a one-digit "generator": the same image
+    1000 times sits in a few real balls and recalls nothing."""
+    reference = _unit(judge.split.reference.images)
+    n = 1000
+    floors = judge.floors(n)
+    assert set(floors) == {f"{m}_floor" for m in ("fd", "kid", "precision", "recall", "density", "coverage_nn")}
+    assert floors["fd_floor"] == pytest.approx(judge.floor(n), rel=1e-9)
+    real = judge.scores(reference[2000:3000])
+    noise = judge.scores(np.random.default_rng(0).uniform(0, 1, (n, 28, 28, 1)))
+    one = judge.scores(np.repeat(reference[:1], n, axis=0))
+    for got in (floors["kid_floor"], real["kid"]):  # measured: 159 and 244 (+- 183) vs noise 5092
+        assert abs(got) < 0.1 * noise["kid"], (got, noise["kid"])
+    assert noise["kid"] > 5 * noise["kid_std"] > 0
+    for name in ("precision", "recall", "coverage_nn"):
+        assert floors[f"{name}_floor"] > 0.9 and real[name] > 0.9, (name, floors, real)
+    assert 0.8 < floors["density_floor"] < 1.2 and 0.8 < real["density"] < 1.2
+    assert noise["recall"] < 0.02 and noise["coverage_nn"] < 0.05
+    assert one["recall"] == 0.0 and one["coverage_nn"] < 0.02
+    assert one["kid"] > 5 * noise["kid"]
+
+
 def test_nan_images_and_too_many_samples_give_one_clear_line(judge):
     from gan_runner.config import ConfigError
 
@@ -257,6 +281,34 @@ def test_dcgan_run_logs_fd_score_coverage_floor_and_the_best_step(dcgan_run, jud
     assert [a.path for a in client.list_artifacts(rid, "plots")] == ["plots/classes_step0000004.png"]
 
 
+def test_dcgan_run_logs_kid_and_prdc_with_their_floors_and_only_the_chosen_metrics(dcgan_run, judge, judge_cache, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from gan_runner import train
+
+    run, client, _, _ = dcgan_run
+    rid, metrics = run.info.run_id, run.data.metrics
+    for key in ("eval/kid", "eval/kid_std", "eval/precision", "eval/recall", "eval/density", "eval/coverage_nn"):
+        assert [m.step for m in client.get_metric_history(rid, key)] == [2, 4], key
+        assert math.isfinite(metrics[key])
+    floors = judge.floors(200)
+    for key, value in floors.items():
+        assert [m.step for m in client.get_metric_history(rid, f"eval/{key}")] == [0], key
+        assert metrics[f"eval/{key}"] == pytest.approx(value, rel=1e-9), key
+    assert set(floors) == {"fd_floor", "kid_floor", "precision_floor", "recall_floor", "density_floor", "coverage_nn_floor"}
+
+    # eval.metrics=[fd, recall] and prdc_k=3: only those (and their floors) are logged, with that k
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    extra = [*TINY_DCGAN, "train_steps=2", "eval.metrics=[fd,recall]", "eval.prdc_k=3", f"tracking.uri={store}",
+             f"checkpoint.dir={tmp_path / 'ckpt'}"]
+    train.run(_cfg(judge_cache, *extra), extra)
+    other = MlflowClient(tracking_uri=store)
+    (small,) = other.search_runs([other.get_experiment_by_name("dcgan").experiment_id])
+    logged = {k for k in small.data.metrics if k.startswith("eval/")}
+    assert logged == {"eval/fd", "eval/recall", "eval/fd_floor", "eval/recall_floor"}
+    assert small.data.metrics["eval/recall_floor"] == pytest.approx(judge.floors(200, ["recall"], 3)["recall_floor"])
+
+
 def test_evaluate_cli_reproduces_the_runs_fd_and_refuses_bad_input(dcgan_run, judge_cache, tmp_path, capsys):
     from gan_runner import evaluate
 
@@ -282,6 +334,8 @@ def test_evaluate_cli_reproduces_the_runs_fd_and_refuses_bad_input(dcgan_run, ju
     saved = evaluate.main([weights, "--config", config, *common[1:], "--json"])
     capsys.readouterr()
     assert (saved["fd"], saved["mnist_score"], saved["coverage"]) == (result["fd"], result["mnist_score"], result["coverage"])
+    for key in ("kid", "precision", "recall", "density", "coverage_nn", "kid_floor", "coverage_nn_floor"):
+        assert result[key] == pytest.approx(run.data.metrics[f"eval/{key}"], rel=1e-4, abs=1e-6), key
 
     # a .npy of 1000 real uint8 digits (N, 28, 28), disjoint from the 2 x 1000 of the floor: FD near it
     from gan_runner import classifier

@@ -159,3 +159,63 @@ def test_coverage_refuses_bad_labels():
         im.coverage(np.array([0, 10]))
     with pytest.raises(ValueError, match="no samples"):
         im.coverage(np.array([], dtype=int))
+
+
+# ---- KID (unbiased MMD^2, cubic kernel) and PRDC, by hand --------------------------------------
+
+
+def test_mmd2_of_two_pairs_by_hand():
+    """d = 1, k(x, y) = (x y + 1)^3. real {0, 1}, fake {0, 2}: k(0,1) = 1 and k(0,2) = 1 (the
+    off-diagonal means), cross terms 1, 1, 1, 27 (mean 7.5): 1 + 1 - 2 * 7.5 = -13."""
+    assert im.mmd2_unbiased([[0.0], [1.0]], [[0.0], [2.0]]) == pytest.approx(-13.0, abs=1e-12)
+    # the kernel's d: x.y / d with d = 2 for the same points doubled in width gives the same numbers
+    assert im.mmd2_unbiased([[0.0, 0.0], [1.0, 1.0]], [[0.0, 0.0], [2.0, 2.0]]) == pytest.approx(-13.0, abs=1e-12)
+
+
+def test_kid_averages_tf_gan_blocks_and_gives_their_standard_error():
+    """4 rows a side -> 2 blocks. Block 1: real {0, 1} vs fake {0, 2}: -13 (above). Block 2:
+    real {0, 1} vs fake {0, 1}: 1 + 1 - 2 * (1 + 1 + 1 + 8) / 4 = -3.5. Mean -8.25; std (ddof 1)
+    of the two = 9.5 / sqrt 2, over sqrt 2 blocks = 4.75."""
+    kid, std = im.kernel_distance([[0.0], [1.0], [0.0], [1.0]], [[0.0], [2.0], [0.0], [1.0]])
+    assert kid == pytest.approx(-8.25, abs=1e-12) and std == pytest.approx(4.75, abs=1e-12)
+    # 2500 rows with blocks of at most 1024 -> 3 blocks of 834, 833, 833 (TF-GAN's split)
+    np.testing.assert_array_equal(im._block_edges(2500, 3), [0, 833, 1666, 2500])
+
+
+def test_prdc_by_hand_with_k_1():
+    """1-D, k = 1. real {0, 1, 3}: radii 1, 1, 2; fake {0.5, 0.6, 10}: radii 0.1, 0.1, 9.4.
+    Fakes inside real balls: 0.5 (balls of 0 and 1), 0.6 (same), 10 (none) -> precision 2/3,
+    density (2 + 2 + 0) / 3 / 1 = 4/3. Reals inside fake balls: 0 (no: 0.5 > 0.1, 10 > 9.4),
+    1 (9 < 9.4), 3 (7 < 9.4) -> recall 2/3. Reals whose ball holds a fake: 0, 1 (not 3: 2.4 > 2)
+    -> coverage 2/3."""
+    got = im.prdc([[0.0], [1.0], [3.0]], [[0.5], [0.6], [10.0]], k=1)
+    assert got == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "density": 4 / 3, "coverage_nn": 2 / 3}, abs=1e-12)
+
+
+def test_prdc_of_identical_sets_and_of_a_far_cloud():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(200, 10))
+    far = rng.normal(size=(200, 10)) + 100
+    same = im.prdc(x, x, k=5)  # every fake sits at a real centre, inside its ball
+    assert same["precision"] == 1 and same["recall"] == 1 and same["coverage_nn"] == 1 and same["density"] >= 1
+    assert im.prdc(x, far) == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage_nn": 0.0}
+
+
+@pytest.mark.parametrize(("call", "words"), [
+    (lambda: im.prdc(np.zeros((5, 2)), np.zeros((5, 3))), "differ in width: 2 vs 3"),
+    (lambda: im.prdc(np.zeros((5, 2)), np.zeros((5, 2)), k=5), r"k must be in 1..4"),
+    (lambda: im.kernel_distance(np.zeros((3, 2)), np.zeros((9, 2))), "at least 4 real and 4 fake"),
+    (lambda: im.feature_scores(np.zeros((5, 10)), np.zeros((5, 10)), ["fid"]), "unknown metric.*fid; allowed: fd"),
+])
+def test_bad_kid_prdc_input_raises_one_clear_line(call, words):
+    with pytest.raises(ValueError, match=words):
+        call()
+
+
+def test_feature_scores_computes_only_the_chosen_metrics():
+    rng = np.random.default_rng(6)
+    fake, real = rng.normal(size=(50, 10)), rng.normal(size=(50, 10))
+    assert set(im.feature_scores(fake, real, ["kid", "recall"])) == {"histogram", "kid", "kid_std", "recall"}
+    every = im.feature_scores(fake, real)
+    assert set(every) == {"histogram", "kid_std", *im.IMAGE_METRICS}
+    assert every["precision"] == im.prdc(real, fake)["precision"]  # real first: balls around the reals

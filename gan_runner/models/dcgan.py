@@ -67,11 +67,13 @@ def prepare(cfg) -> classifier.Judge:
 
 def reference_metrics(real: np.ndarray, cfg, rng: np.random.Generator) -> dict[str, float]:
     """Once per run (step 0): eval/fd_floor, the FD between two disjoint sets of eval.n_fake real
-    reference digits (what "as good as real" reads at this N), and the classifier's held-out
+    reference digits (what "as good as real" reads at this N; likewise eval/kid_floor,
+    precision_floor, ... for the chosen eval.metrics), and the classifier's held-out
     accuracy on the reference digits. Deterministic: the split is fixed, `rng` is not needed."""
     judge = prepare(cfg)
     n = int(cfg.eval.n_fake)
-    return {"eval/fd_floor": judge.floor(n),
+    floors = judge.floors(n, *classifier.chosen_metrics(cfg.eval))
+    return {**{f"eval/{name}": value for name, value in floors.items()},
             "classifier/accuracy": judge.accuracy,
             "classifier/n_train": float(len(judge.split.train.labels)),
             "classifier/n_reference": float(judge.n_reference),
@@ -82,11 +84,12 @@ def reference_metrics(real: np.ndarray, cfg, rng: np.random.Generator) -> dict[s
 def evaluate(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step: int) -> dict[str, float]:
     """eval.n_fake fakes (fixed noise) against as many reference digits, through the classifier:
     eval/fd (logits' Frechet distance; lower is better, eval/fd_floor is real vs real),
-    eval/mnist_score (1 = one class ... 10 = ten confident classes) and eval/coverage (classes
-    with >= eval.coverage_threshold of the fakes; below 10 = modes missing)."""
-    scores = prepare(cfg).scores(generate(int(cfg.eval.n_fake)))
-    _LAST_HISTOGRAM.update(owner=weakref.ref(_owner(generate)), step=step, histogram=scores["histogram"])
-    return {"eval/fd": scores["fd"], "eval/mnist_score": scores["mnist_score"], "eval/coverage": float(scores["coverage"])}
+    eval/mnist_score (1 = one class ... 10 = ten confident classes), eval/coverage (classes
+    with >= eval.coverage_threshold of the fakes; below 10 = modes missing), eval/kid (+ kid_std)
+    and Naeem et al.'s eval/precision, recall, density, coverage_nn: those in eval.metrics."""
+    scores = prepare(cfg).scores(generate(int(cfg.eval.n_fake)), *classifier.chosen_metrics(cfg.eval))
+    _LAST_HISTOGRAM.update(owner=weakref.ref(_owner(generate)), step=step, histogram=scores.pop("histogram"))
+    return {f"eval/{name}": float(value) for name, value in scores.items()}
 
 
 def _owner(generate):
@@ -102,7 +105,7 @@ def pictures(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step:
     if last.get("step") == step and last["owner"]() is _owner(generate):
         histogram = last["histogram"]
     else:
-        histogram = prepare(cfg).scores(generate(int(cfg.eval.n_fake)))["histogram"]
+        histogram = prepare(cfg).scores(generate(int(cfg.eval.n_fake)), [])["histogram"]
     threshold = float(cfg.eval.coverage_threshold)
     return {"samples": plots.image_grid(generate(rows * cols), rows, cols),
             "classes": plots.class_histogram_figure(
