@@ -54,13 +54,15 @@ def compose(overrides: list[str], base: str | None = None) -> DictConfig:
     composed model=dcgan."""
     from gan_runner import registry
 
-    cfg = _compose(overrides, base)
+    cfg = config_from(overrides, base)
     if registry.DATA_KINDS.get(cfg.data.name) != "image":
         raise BadInput(f"data '{cfg.data.name}' is not images: only image models (model=dcgan) are judged here")
     return cfg
 
 
-def _compose(overrides: list[str], base: str | None) -> DictConfig:
+def config_from(overrides: list[str], base: str | dict | None) -> DictConfig:
+    """The validated config of any model: `base` (a saved config.yaml, or a checkpoint's config
+    dict) plus the overrides, or the composed model=dcgan plus the overrides."""
     from gan_runner.config import validate
 
     bad = [o for o in overrides if "=" not in o]
@@ -80,7 +82,7 @@ def _compose(overrides: list[str], base: str | None) -> DictConfig:
         except (HydraException, OmegaConfBaseException) as err:
             raise BadInput(str(err).splitlines()[0]) from None
     try:
-        saved = OmegaConf.load(base)
+        saved = OmegaConf.create(base) if isinstance(base, dict) else OmegaConf.load(base)
     except (OSError, ValueError) as err:
         raise BadInput(f"--config {base}: cannot read it as YAML ({str(err).splitlines()[0]})") from None
     return validate(OmegaConf.merge(saved, OmegaConf.from_dotlist(overrides)))
@@ -113,22 +115,73 @@ def load_images(path: Path, n: int) -> np.ndarray:
     return x.astype(np.float32)[..., None]
 
 
-def generate(cfg: DictConfig, weights: Path, n: int) -> np.ndarray:
-    """n fakes from the generator's weights, with the noise a run's evaluation uses (seed, n)."""
+def load_generator(cfg: DictConfig, weights: Path | dict[str, np.ndarray]):
+    """The run's generator (a keras.Model) with weights from a .weights.h5, or from a checkpoint's
+    arrays (`generator.<i>`, positional as models/gan.py's state_variables)."""
     from gan_runner import registry
 
-    model = registry.get_model(cfg.model.name)
-    generator = model.build_generator(cfg.model)
+    generator = registry.get_model(cfg.model.name).build_generator(cfg.model)
+    where = weights if isinstance(weights, Path) else "checkpoint"
     try:
-        generator.load_weights(weights)
+        if isinstance(weights, Path):
+            generator.load_weights(weights)
+        else:
+            saved = sorted((k for k in weights if k.startswith("generator.")), key=lambda k: int(k.split(".")[1]))
+            if len(saved) != len(generator.weights):
+                raise ValueError(f"{len(saved)} generator arrays, the model has {len(generator.weights)}")
+            for var, key in zip(generator.weights, saved):
+                if tuple(var.shape) != weights[key].shape:
+                    raise ValueError(f"{key} has shape {weights[key].shape}, the model {tuple(var.shape)}")
+                var.assign(weights[key])
     except ValueError as err:
-        raise BadInput(f"{weights}: does not fit model {cfg.model.name} ({str(err).splitlines()[0][:200]})") from None
-    # the same draw as train.Trainer.generate: U(-1, 1) from default_rng([seed, n])
-    z = np.random.default_rng([cfg.seed, n]).uniform(-1, 1, (n, model.latent_dim(cfg.model))).astype(np.float32)
-    fakes = np.concatenate([generator(z[i:i + 1000], training=False).numpy() for i in range(0, n, 1000)])
+        raise BadInput(f"{where}: does not fit model {cfg.model.name} ({str(err).splitlines()[0][:200]})") from None
+    return generator
+
+
+def eval_noise(cfg: DictConfig, n: int, seed: int | None = None) -> np.ndarray:
+    """The noise a run's evaluation of n fakes uses, as train.Trainer.generate draws it:
+    U(-1, 1) from default_rng([seed, n]), seed the run's unless given. (n, latent) float32."""
+    from gan_runner import registry
+
+    latent = registry.get_model(cfg.model.name).latent_dim(cfg.model)
+    return np.random.default_rng([cfg.seed if seed is None else seed, n]).uniform(-1, 1, (n, latent)).astype(np.float32)
+
+
+def run_generator(generator, z: np.ndarray, where: object = "the generator") -> np.ndarray:
+    """generator(z) as train.Trainer.generate computes it (one traced function, the same
+    chunks), so a reloaded generator gives the run's samples bit for bit."""
+    import tensorflow as tf
+
+    from gan_runner.train import GENERATE_VALUES
+
+    call = tf.function(lambda x: generator(x, training=False),
+                       input_signature=[tf.TensorSpec((None, z.shape[1]), tf.float32)])
+    rows = max(1, GENERATE_VALUES // int(np.prod(generator.output_shape[1:])))
+    fakes = np.concatenate([call(z[i:i + rows]).numpy() for i in range(0, len(z), rows)])
     if not np.isfinite(fakes).all():
-        raise BadInput(f"{weights}: the generator outputs NaN or inf")
+        raise BadInput(f"{where}: the generator outputs NaN or inf")
     return fakes
+
+
+def generate(cfg: DictConfig, weights: Path, n: int) -> np.ndarray:
+    """n fakes from the generator's weights, with the noise a run's evaluation uses (seed, n)."""
+    return run_generator(load_generator(cfg, weights), eval_noise(cfg, n), weights)
+
+
+def run_files(run_id: str, uri: str | None, best: bool, tmp: Path) -> tuple[Path, Path]:
+    """(config.yaml, generator.weights.h5) of a run, downloaded into tmp."""
+    from gan_runner import tracking
+
+    artifact = "weights/best" if best else "weights"
+    try:
+        config = tracking.download_artifacts(OmegaConf.create({"uri": uri}), run_id, "config.yaml", tmp / "config")
+        folder = tracking.download_artifacts(OmegaConf.create({"uri": uri}), run_id, artifact, tmp / "weights")
+    except LookupError as err:
+        raise BadInput(f"run {run_id}: {err}") from None
+    weights = Path(folder) / "generator.weights.h5"
+    if not weights.is_file():
+        raise BadInput(f"run {run_id}: no {artifact}/generator.weights.h5 among its artifacts")
+    return Path(config), weights
 
 
 def resolve(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, np.ndarray, str]:
@@ -150,21 +203,14 @@ def resolve(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, np.ndarray
     raise BadInput(f"{source}: not a .npy file, a .weights.h5 file, or an MLflow run id (32 hex characters)")
 
 
-def from_run(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, np.ndarray, str]:
-    from gan_runner import tracking
+def override_uri(overrides: list[str]) -> str | None:
+    return next((o.split("=", 1)[1] for o in overrides if o.startswith("tracking.uri=")), None)
 
-    uri = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("tracking.uri=")), None)
-    tracking_cfg = OmegaConf.create({"uri": uri})
-    artifact = "weights/best" if args.best else "weights"
-    try:
-        config = tracking.download_artifacts(tracking_cfg, args.source, "config.yaml", tmp / "config")
-        folder = tracking.download_artifacts(tracking_cfg, args.source, artifact, tmp / "weights")
-    except LookupError as err:
-        raise BadInput(f"run {args.source}: {err}") from None
-    weights = Path(folder) / "generator.weights.h5"
-    if not weights.is_file():
-        raise BadInput(f"run {args.source}: no {artifact}/generator.weights.h5 among its artifacts")
+
+def from_run(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, np.ndarray, str]:
+    config, weights = run_files(args.source, override_uri(args.overrides), args.best, tmp)
     cfg = compose(args.overrides, str(config))
+    artifact = "weights/best" if args.best else "weights"
     return cfg, generate(cfg, weights, int(cfg.eval.n_fake)), f"run {args.source} ({artifact})"
 
 

@@ -630,3 +630,24 @@ def artifact_files(uri: str, run_id: str, folder: str) -> list[str]:
 
 def fetch_artifact(uri: str, run_id: str, path: str, dest: str | Path) -> Path:
     return Path(_reader(uri).download_artifacts(run_id, path, str(dest)))
+
+
+def load_keras_model(uri: str, run_id: str, name: str = "generator"):
+    """The Keras model a run logged as the MLflow LoggedModel `name`; LookupError with one line
+    when the run has none (tracking.log_model=false, or a run that did not end)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    run = get_run(uri, run_id)
+    models = [m for m in _reader(uri).search_logged_models([run.info.experiment_id],
+                                                           filter_string=f"source_run_id = '{run_id}'") if m.name == name]
+    if not models:
+        raise LookupError(f"run {run_id} logged no model '{name}' (tracking.log_model=false, or it did not end)")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        return mlflow.keras.load_model(f"models:/{models[0].model_id}")
+    except MlflowException as err:
+        raise LookupError(f"run {run_id}: its model '{name}' does not load ({str(err).splitlines()[0][:200]})") from None
+    finally:
+        mlflow.set_tracking_uri(previous)
