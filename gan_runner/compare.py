@@ -4,12 +4,15 @@ terminal, and a chosen metric over steps as a seaborn figure.
     python -m gan_runner.compare --experiment gaussian1d
     python -m gan_runner.compare --sweep multirun/2026-11-25/10-41-00 --top 5
     python -m gan_runner.compare --sweep last --plot eval/kl_target --log-to-parent
+    python -m gan_runner.compare --sweep last --by-seed --plot eval/kl_target   # mean +- std over seeds
 
 The table shows, per run: status, duration, the final and the best value of the run's
 objective (the `objective` tag names the metric, the `objective_mode` param says whether lower
 or higher is better), and only the params whose values differ between the listed runs. Rows are
 sorted best objective first. A sweep's parent run (its summary) is not a row; `--sweep` accepts
-the sweep's folder, the parent run's id, or `last`.
+the sweep's folder, the parent run's id, or `last`. Runs that differ only in `seed` also form
+groups with mean +- std and n per metric column (`--by-seed`, on by default when seeds repeat;
+`--plot` then draws each group's mean with a +- std band).
 
 The store is the runner's: --tracking-uri, else $MLFLOW_TRACKING_URI, else
 sqlite:///<cwd>/mlflow.db. Bad input (no such store, experiment, sweep or metric) prints one
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gan_runner import tracking
+from gan_runner import seeds, tracking
 
 EXIT_BAD_INPUT = 2
 SORT_KEYS = ("objective", "best", "duration", "start", "name")
@@ -184,6 +187,27 @@ def build_table(rows: list[Row], params: list[str], title: str, width: int = 160
     return table, shown
 
 
+def build_seed_table(rows: list[Row], title: str):
+    """One line per group of runs that differ only in `seed`: n and mean +- std (ddof 1) of
+    every metric column (final and best objective, duration)."""
+    from rich import box
+    from rich.table import Table
+
+    groups = seeds.group_runs([dict(r.run.data.params) for r in rows])
+    # a lighter frame than the run table's: a summary below it, not more runs
+    table = Table(title=title, caption="mean +- std (sample std) over the seeds of each group", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    for name in ("group", "n", "seeds", "final", "best", "duration s"):
+        table.add_column(name, justify="left" if name in ("group", "seeds") else "right", overflow="fold")
+    for group in groups:
+        members = [rows[i] for i in group.indices]
+        columns = [[r.final for r in members], [r.best for r in members], [r.duration_s for r in members]]
+        seed_list = sorted((r.run.data.params.get("seed", "-") for r in members), key=lambda v: (len(v), v))
+        table.add_row(group.label, str(group.n), ",".join(seed_list),
+                      *(seeds.fmt_mean_std(*seeds.mean_std(values)) for values in columns))
+    return table
+
+
 # ---- the figure ----------------------------------------------------------------------------
 
 
@@ -199,18 +223,19 @@ def run_labels(rows: list[Row], params: list[str]) -> dict[str, str]:
     return {run_id: text if counts[text] == 1 else f"{text} ({run_id[:6]})" for run_id, text in labels.items()}
 
 
-def plot_metric(uri: str, rows: list[Row], metric: str, params: list[str], out: Path) -> Path:
-    """A seaborn lineplot of `metric` over steps, one line per run, written as a PNG."""
+def plot_metric(uri: str, rows: list[Row], metric: str, params: list[str], out: Path, by_seed: bool = False) -> Path:
+    """A seaborn lineplot of `metric` over steps, one line per run, written as a PNG; by_seed:
+    one line per group of seeds (the mean at each step) with a band of +- one std."""
     from gan_runner import plots
 
-    fig = metric_figure(uri, rows, metric, params)
+    fig = metric_figure(uri, rows, metric, params, by_seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plots.close(fig)
     return out
 
 
-def metric_figure(uri: str, rows: list[Row], metric: str, params: list[str]):
+def metric_figure(uri: str, rows: list[Row], metric: str, params: list[str], by_seed: bool = False):
     """The figure plot_metric writes (apart, so that a test can read its lines and legend)."""
     logged = [r for r in rows if metric in r.run.data.metrics]
     if not logged:
@@ -222,12 +247,16 @@ def metric_figure(uri: str, rows: list[Row], metric: str, params: list[str]):
     from gan_runner import plots  # the Agg backend, before pyplot is used
 
     labels, frames = run_labels(rows, params), []
+    if by_seed:
+        groups = seeds.group_runs([dict(r.run.data.params) for r in rows])
+        labels = {rows[i].run.info.run_id: f"{g.label} (n={g.n})" for g in groups for i in g.indices}
     for r in logged:
         frames += [{"step": step, metric: value, "run": labels[r.run.info.run_id]}
                    for step, value in tracking.metric_history(uri, r.run.info.run_id, metric)]
     fig, ax = plots.plt.subplots(figsize=(7, 4), dpi=100)
-    sns.lineplot(data=pd.DataFrame(frames), x="step", y=metric, hue="run", marker="o", markersize=3, ax=ax)
-    ax.set_title(f"{metric} over steps ({len(logged)} runs)")
+    sns.lineplot(data=pd.DataFrame(frames), x="step", y=metric, hue="run", marker="o", markersize=3, ax=ax,
+                 errorbar="sd" if by_seed else None)
+    ax.set_title(f"{metric} over steps ({len(logged)} runs" + (", mean +- std over seeds)" if by_seed else ")"))
     ax.legend(fontsize="small", title=None)
     fig.tight_layout()
     return fig
@@ -252,6 +281,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top", type=int, metavar="N", help="only the N first rows (after sorting)")
     parser.add_argument("--plot", metavar="METRIC", help="also draw METRIC over steps for the listed runs")
     parser.add_argument("--out", type=Path, help="where --plot writes its PNG (default: compare_<metric>.png)")
+    parser.add_argument("--by-seed", action=argparse.BooleanOptionalAction, default=None,
+                        help="group runs that differ only in seed: mean +- std, n (default: on when seeds repeat)")
     parser.add_argument("--log-to-parent", action="store_true", help="with --sweep --plot: add the PNG to the sweep's parent run")
     args = parser.parse_args(argv)
     if args.log_to_parent and not (args.sweep and args.plot):
@@ -282,11 +313,14 @@ def compare(args: argparse.Namespace) -> int:
     console.print(table)
     if len(params) > len(shown):
         console.print(f"also differ: {', '.join(params[len(shown):])}")
+    by_seed = args.by_seed if args.by_seed is not None else seeds.seeds_repeat([dict(r.run.data.params) for r in rows])
+    if by_seed:
+        console.print(build_seed_table(rows, f"{title}: by seed"))
     if parent is not None and "sweep.best_run_name" in parent.data.tags:
         console.print(f"sweep best: {parent.data.tags['sweep.best_run_name']} ({parent.data.tags.get('sweep.objective', '')})")
     if args.plot:
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.plot)
-        out = plot_metric(uri, rows, args.plot, params, args.out or Path(f"compare_{name}.png"))
+        out = plot_metric(uri, rows, args.plot, params, args.out or Path(f"compare_{name}.png"), by_seed)
         console.print(f"wrote {out}")
         if args.log_to_parent:
             if parent is None:

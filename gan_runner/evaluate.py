@@ -11,6 +11,10 @@ SOURCE is one of
   * an MLflow run id: its config.yaml and weights/generator.weights.h5 (--best:
     weights/best/generator.weights.h5) from tracking.uri. A generator's N fakes come from the
     same fixed noise as the run's evaluations, so the final weights reproduce its last eval/fd.
+--checkpoints with a run id: every checkpoint the run kept (its checkpoint.dir tag) is scored
+the same way and the curve is logged back onto the run as ckpt/<metric> at the checkpoints'
+steps (ckpt/<name>_floor at step 0), so a run evaluated cheaply while training (a short
+eval.metrics list) can be judged thoroughly afterwards.
 key=value are config overrides (data.path=..., eval.n_fake=..., eval.classifier.cache_dir=...,
 tracking.uri=..., seed=...). Bad input: one line on stderr, exit status 2.
 """
@@ -46,6 +50,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--config", help="with a .weights.h5: the run's config.yaml (default: model=dcgan + overrides)")
     parser.add_argument("--best", action="store_true", help="with a run id: the weights of the run's best step")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--checkpoints", action="store_true",
+                        help="with a run id: score every kept checkpoint and log ckpt/<metric> at their steps")
     return parser.parse_intermixed_args(argv)  # overrides may also follow --config X
 
 
@@ -203,6 +209,67 @@ def resolve(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, np.ndarray
     raise BadInput(f"{source}: not a .npy file, a .weights.h5 file, or an MLflow run id (32 hex characters)")
 
 
+def run_config(run_id: str, uri: str | None, tmp: Path) -> Path:
+    """A run's config.yaml artifact, downloaded into tmp."""
+    from gan_runner import tracking
+
+    try:
+        return tracking.download_artifacts(OmegaConf.create({"uri": uri}), run_id, "config.yaml", tmp / "config")
+    except LookupError as err:
+        raise BadInput(f"run {run_id}: {err}") from None
+
+
+def score_checkpoints(args: argparse.Namespace, tmp: Path) -> dict:
+    """Every kept checkpoint of a run scored with the run's eval.n_fake and eval noise, and the
+    curve logged back onto the run: ckpt/<metric> at each checkpoint's step, ckpt/<name>_floor
+    at step 0. The run's training-time eval/* stay as they were."""
+    from gan_runner import checkpoint, classifier, tracking
+
+    if not RUN_ID.fullmatch(args.source):
+        raise BadInput(f"--checkpoints: {args.source} is not an MLflow run id (32 hex characters)")
+    uri = tracking.resolve_uri(override_uri(args.overrides))
+    run = tracking.get_run(uri, args.source)
+    folder = Path(run.data.tags.get("checkpoint.dir", ""))
+    paths = checkpoint.checkpoints(folder) if run.data.tags.get("checkpoint.dir") else []
+    if not paths:
+        raise BadInput(f"--checkpoints: run {args.source} has no kept checkpoints (checkpoint.dir tag: "
+                       f"{run.data.tags.get('checkpoint.dir', 'none')})")
+    cfg = compose(args.overrides, str(run_config(args.source, uri, tmp)))
+    n = int(cfg.eval.n_fake)
+    judge = classifier.judge_for(cfg.data, cfg.eval)
+    judge.check_n(n)
+    metrics, k = classifier.chosen_metrics(cfg.eval)
+    curve = []
+    for path in paths:
+        try:
+            ckpt = checkpoint.read(path)
+        except ConfigError as err:
+            raise BadInput(str(err).removeprefix("resume: ")) from None
+        fakes = run_generator(load_generator(cfg, ckpt.arrays), eval_noise(cfg, n), path)
+        scores = judge.scores(fakes, metrics, k)
+        scores.pop("histogram")
+        curve.append((ckpt.step, {name: float(value) for name, value in scores.items()}))
+    floors = judge.floors(n, metrics, k)
+    tracking.log_metrics_at(uri, args.source, [(0, {f"ckpt/{name}": v for name, v in floors.items()})]
+                            + [(step, {f"ckpt/{name}": v for name, v in named.items()}) for step, named in curve])
+    return {"n": n, "run_id": args.source, "floors": floors, "curve": [{"step": step, **named} for step, named in curve]}
+
+
+def print_curve(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    names = list(result["curve"][0]) if result["curve"] else []
+    table = Table(title=f"run {result['run_id']}: {len(result['curve'])} checkpoints, {result['n']} samples each "
+                        f"(logged as ckpt/<metric>)")
+    for name in names:
+        table.add_column(name, justify="right")
+    for row in result["curve"]:
+        table.add_row(*(str(row[c]) if c == "step" else f"{row[c]:.4g}" for c in names))
+    table.add_row(*("floor" if c == "step" else f"{result['floors'].get(c + '_floor', float('nan')):.4g}" for c in names))
+    Console().print(table)
+
+
 def override_uri(overrides: list[str]) -> str | None:
     return next((o.split("=", 1)[1] for o in overrides if o.startswith("tracking.uri=")), None)
 
@@ -262,13 +329,18 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            cfg, fakes, source = resolve(args, Path(tmp))
-            result = score(cfg, fakes)
-    except (BadInput, ConfigError, DataError) as err:
+            if args.checkpoints:
+                result = score_checkpoints(args, Path(tmp))
+            else:
+                cfg, fakes, source = resolve(args, Path(tmp))
+                result = score(cfg, fakes)
+    except (BadInput, ConfigError, DataError, LookupError) as err:
         print(f"gan_runner.evaluate: error: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     if args.json:
         print(json.dumps(result))
+    elif args.checkpoints:
+        print_curve(result)
     else:
         print_table(result, source)
     return result

@@ -94,7 +94,7 @@ def load(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, object, str |
         uri = tracking.resolve_uri(uri)
         tracking.get_run(uri, source)  # reading only: a wrong store is never created
         if args.model:
-            config = _config_only(source, uri, tmp)
+            config = evaluate.run_config(source, uri, tmp)
             try:
                 generator = tracking.load_keras_model(uri, source)
             except LookupError as err:
@@ -119,17 +119,6 @@ def load(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, object, str |
         return cfg, evaluate.load_generator(cfg, path), None, None
     raise BadInput(f"{source}: not an MLflow run id (32 hex characters), a checkpoint folder or .npz, "
                    "or a .weights.h5 file")
-
-
-def _config_only(run_id: str, uri: str, tmp: Path) -> Path:
-    from omegaconf import OmegaConf
-
-    from gan_runner import tracking
-
-    try:
-        return tracking.download_artifacts(OmegaConf.create({"uri": uri}), run_id, "config.yaml", tmp / "config")
-    except LookupError as err:
-        raise BadInput(f"run {run_id}: {err}") from None
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -80,6 +80,8 @@ class MlflowSweepCallback(Callback):
         uri, parent = self.parent or ("", "")
         summary = self._end(config.objective, config.objective_mode, "FINISHED")
         if summary:
+            # seeds as a dimension: mean/std per group of jobs that differ only in seed
+            tracking.log_seed_aggregate(uri, parent)
             log.info("sweep summary: %s", ", ".join(f"{k}={v}" for k, v in summary.items()))
             OUTCOME.update(summary)
             print(summary_text(summary, uri, parent), flush=True)

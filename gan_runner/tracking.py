@@ -651,3 +651,32 @@ def load_keras_model(uri: str, run_id: str, name: str = "generator"):
         raise LookupError(f"run {run_id}: its model '{name}' does not load ({str(err).splitlines()[0][:200]})") from None
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+def log_seed_aggregate(uri: str, parent_id: str) -> dict[str, float]:
+    """On a sweep's parent: agg/<group>/<metric>_mean, _std, _n over its finished jobs, grouped
+    by every param but the seed (gan_runner/seeds.py), for the eval/ and best/ metrics."""
+    from mlflow.entities import Metric
+
+    from gan_runner import seeds
+
+    children = [r for r in find_runs(uri, f"tags.`{PARENT_TAG}` = '{parent_id}'") if r.info.status == "FINISHED"]
+    values = seeds.aggregate([dict(r.data.params) for r in children], [dict(r.data.metrics) for r in children])
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, 0) for k, v in values.items()]
+    client = _reader(uri)
+    for i in range(0, len(metrics), 1000):  # MLflow's log_batch takes at most 1000 metrics
+        client.log_batch(parent_id, metrics=metrics[i:i + 1000], synchronous=True)
+    return values
+
+
+def log_metrics_at(uri: str, run_id: str, values: list[tuple[int, dict[str, float]]]) -> None:
+    """[(step, {name: value})] onto a run at those steps (also a run that has ended): a curve
+    computed afterwards, e.g. `gan_runner.evaluate RUN --checkpoints`."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, int(step)) for step, named in values for k, v in named.items()]
+    client = _reader(uri)
+    for i in range(0, len(metrics), 1000):  # MLflow's log_batch takes at most 1000 metrics
+        client.log_batch(run_id, metrics=metrics[i:i + 1000], synchronous=True)

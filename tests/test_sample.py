@@ -6,6 +6,7 @@ bad input in one line with exit status 2."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,3 +153,28 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
     assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("gan_runner.sample: error: "), err
     assert words.format(tmp=tmp_path) in err[0], err
     assert not (tmp_path / "db.sqlite").exists()  # no store made by a failed look-up
+
+
+def test_evaluate_checkpoints_scores_each_kept_checkpoint_and_logs_the_curve_at_its_steps(dcgan_run, capsys):
+    from gan_runner import evaluate
+
+    run, client, store, _ = dcgan_run
+    rid = run.info.run_id
+    result = evaluate.main([rid, "--checkpoints", "--json", f"tracking.uri={store}", "eval.metrics=[fd,kid,recall]"])
+    capsys.readouterr()
+    assert [row["step"] for row in result["curve"]] == [2, 4]
+    fds = dict((m.step, m.value) for m in client.get_metric_history(rid, "eval/fd"))
+    for row in result["curve"]:  # the checkpoint at step s holds the generator eval/fd judged at s
+        assert row["fd"] == pytest.approx(fds[row["step"]], rel=1e-12), row
+        assert set(row) == {"step", "fd", "kid", "kid_std", "recall"}
+    for name in ("fd", "kid", "kid_std", "recall"):
+        history = [(m.step, m.value) for m in client.get_metric_history(rid, f"ckpt/{name}")]
+        assert history == [(row["step"], pytest.approx(row[name])) for row in result["curve"]], name
+    assert [m.step for m in client.get_metric_history(rid, "ckpt/kid_floor")] == [0]
+    assert client.get_run(rid).data.metrics["ckpt/recall_floor"] == pytest.approx(result["floors"]["recall_floor"])
+    # a run without checkpoints, or not a run id: one line, status 2
+    for argv, words in (([str(Path("/nonexistent")), "--checkpoints"], "not an MLflow run id"),):
+        with pytest.raises(SystemExit) as exit_:
+            evaluate.main(argv + [f"tracking.uri={store}"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1 and words in err[0], err
