@@ -57,8 +57,8 @@ def scenarios(tmp: Path) -> dict:
            "default": run("default"), "mirrored": run("mirrored", "trainer.strategy=mirrored")}
     # Stop at step 10 (train_steps is allowed to change on resume), then resume to 20.
     half = run("half", "trainer.strategy=mirrored", "train_steps=10")
-    try:  # the other strategy: refused before anything runs
-        run("half", f"resume={half['run_id']}")
+    try:  # the other strategy, asked for on the command line: refused before anything runs
+        run("half", "trainer.strategy=default", f"resume={half['run_id']}")
         out["refused"] = ""
     except ConfigError as err:
         out["refused"] = str(err)
