@@ -61,6 +61,12 @@ def test_log_lines_print_above_the_bar_once_and_leave_no_stale_bar():
     root, log = logging.getLogger(), logging.getLogger("gan_runner.train")
     root.addHandler(handler)
     level, root.level = root.level, logging.INFO
+    # Earlier tests in the same process may have left the logger quiet (disabled, a level, no
+    # propagation, logging.disable): this test is about where emitted lines land, so it emits.
+    saved = (log.disabled, log.level, log.propagate, logging.root.manager.disable)
+    log.disabled, log.propagate = False, True
+    log.setLevel(logging.INFO)
+    logging.disable(logging.NOTSET)
     try:
         with Progress(300, stream=terminal) as progress:
             for step in (100, 200, 300):
@@ -70,6 +76,9 @@ def test_log_lines_print_above_the_bar_once_and_leave_no_stale_bar():
     finally:
         root.removeHandler(handler)
         root.level = level
+        log.disabled, _, log.propagate, _ = saved
+        log.setLevel(saved[1])
+        logging.disable(saved[3])
     assert handler.stream is terminal  # given back
     shown = screen(terminal.getvalue())
     assert [ln for ln in shown if "checkpoint" in ln] == [f"[gan_runner.train] checkpoint {s}" for s in (100, 200, 300)], shown
