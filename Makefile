@@ -39,7 +39,7 @@ ui: $(STAMP) ## MLflow UI on http://HOST:PORT (default 127.0.0.1:5000) over the 
 	@$(PY) -m gan_runner.ui --host $(HOST) --port $(PORT)
 
 docs-images: $(STAMP) ## regenerate the README's pictures in docs/ (short real runs + UI screenshot)
-	GAN_RUNNER_MNIST=$(MNIST) $(PY) -m gan_runner.docs_images --mnist $(MNIST) $(ARGS)
+	GAN_RUNNER_MNIST=$(MNIST) $(PY) tools/docs_images.py --mnist $(MNIST) $(ARGS)
 
 clean: ## remove caches and Hydra's outputs/ multirun/ (keeps the runs: mlflow.db, mlartifacts/, checkpoints/; and .venv)
 	rm -rf outputs multirun .pytest_cache .bench

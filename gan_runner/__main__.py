@@ -15,13 +15,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gan_runner import stopping, sweep
-from gan_runner.config import CONF_DIR, ConfigError, check_group_overrides, did_you_mean, validate
-from gan_runner.data import DataError
+from gan_runner.config import CONF_DIR, check_group_overrides, did_you_mean, validate
+from gan_runner.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_JOBS_FAILED, ConfigError, DataError
 from gan_runner.stopping import Diverged, Interrupted, SignalStop
-
-EXIT_BAD_INPUT = 2
-EXIT_DIVERGED = 3  # a loss or the samples became NaN/inf
-EXIT_JOBS_FAILED = 1  # a multirun ran to its end, but some of its jobs failed
 
 
 def fail(message: str) -> None:

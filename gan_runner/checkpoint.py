@@ -26,7 +26,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from gan_runner import faults, tracking
-from gan_runner.config import ConfigError, check_writable as probe_folder
+from gan_runner.config import check_writable as probe_folder
+from gan_runner.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

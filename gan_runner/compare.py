@@ -32,15 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from gan_runner import seeds, tracking
+from gan_runner.errors import EXIT_BAD_INPUT, BadInput
 
-EXIT_BAD_INPUT = 2
 SORT_KEYS = ("objective", "best", "duration", "start", "name")
 MAX_PARAM_COLUMNS = 12  # wider tables stop being readable; the rest are named under the table
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-
-
-class BadInput(Exception):
-    """One line for the user; exit status 2."""
 
 
 @dataclass

@@ -31,15 +31,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from gan_runner.config import ConfigError
-from gan_runner.images import DataError
+from gan_runner.errors import EXIT_BAD_INPUT, BadInput, ConfigError, DataError
 
-EXIT_BAD_INPUT = 2
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-
-
-class BadInput(ValueError):
-    """The source cannot be scored; one line for the user."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -223,7 +217,8 @@ def score_checkpoints(args: argparse.Namespace, tmp: Path) -> dict:
     """Every kept checkpoint of a run scored with the run's eval.n_fake and eval noise, and the
     curve logged back onto the run: ckpt/<metric> at each checkpoint's step, ckpt/<name>_floor
     at step 0. The run's training-time eval/* stay as they were."""
-    from gan_runner import checkpoint, classifier, tracking
+    from gan_runner import checkpoint, tracking
+    from gan_runner.metrics import classifier
 
     if not RUN_ID.fullmatch(args.source):
         raise BadInput(f"--checkpoints: {args.source} is not an MLflow run id (32 hex characters)")
@@ -282,7 +277,7 @@ def from_run(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, np.ndarra
 
 
 def score(cfg: DictConfig, fakes: np.ndarray) -> dict:
-    from gan_runner import classifier
+    from gan_runner.metrics import classifier
 
     judge = classifier.judge_for(cfg.data, cfg.eval)
     n = len(fakes)

@@ -27,9 +27,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from gan_runner import evaluate
-from gan_runner.config import ConfigError
-from gan_runner.evaluate import BadInput
-from gan_runner.images import DataError
+from gan_runner.errors import EXIT_BAD_INPUT, BadInput, ConfigError, DataError
 
 OWN_KEYS = ("n", "out", "seed")  # the rest of key=value are config overrides
 
@@ -194,7 +192,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                 tracking.log_file(uri, run_id, path, "samples")
     except (BadInput, ConfigError, DataError, LookupError) as err:
         print(f"gan_runner.sample: error: {err}", file=sys.stderr)
-        sys.exit(evaluate.EXIT_BAD_INPUT)
+        sys.exit(EXIT_BAD_INPUT)
     print(json.dumps({"written": [str(p) for p in written], "run_id": run_id}))
     return written
 

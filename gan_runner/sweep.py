@@ -228,20 +228,33 @@ def job_failed(cfg: DictConfig, overrides: list[str], err: Exception) -> float:
     return penalty(cfg)
 
 
+def run_name(cfg: DictConfig, overrides: list[str]) -> str:
+    """The tracker's name for a run (train.run and a failed job's record use the same)."""
+    if cfg.tracking.run_name:
+        return cfg.tracking.run_name
+    rest = [o for o in overrides if not o.startswith(("model=", "tracking", "hydra"))]
+    return f"{cfg.model.name} " + (" ".join(rest) if rest else "defaults")
+
+
+def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
+    return {"model": cfg.model.name, "data": cfg.data.name, "seed": str(cfg.seed),
+            "optimizer": cfg.optimizer.name, "schedule": cfg.schedule.name,
+            "overrides": " ".join(overrides) or "(none)", "objective": cfg.objective,
+            **job_tags()}  # parent run, sweep dir, job number inside a multirun
+
+
 def record_failure(cfg: DictConfig, overrides: list[str], err: Exception) -> None:
     """A FAILED run with the error as a tag, unless the job's run already ended FAILED (errors
     after the run opened); errors before it (a bad value, missing data) would leave no trace."""
     if OmegaConf.select(cfg, "tracking.name") != "mlflow":
         return
-    from gan_runner import train  # TensorFlow is imported inside train.run only
-
     try:
-        tags = train.run_tags(cfg, overrides)
+        tags = run_tags(cfg, overrides)
         uri = tracking.resolve_uri(cfg.tracking.uri)
         mine = f"tags.`sweep.dir` = '{tags['sweep.dir']}' and tags.`hydra.job.num` = '{tags['hydra.job.num']}'"
         if tracking.find_runs(uri, mine):
             return
-        with tracking.open_run(cfg.tracking, train.run_name(cfg, overrides), tags):
+        with tracking.open_run(cfg.tracking, run_name(cfg, overrides), tags):
             raise err
     except Exception as other:  # recording must never take the sweep down
         if other is not err:

@@ -25,7 +25,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from gan_runner import faults
-from gan_runner.config import ConfigError, check_writable
+from gan_runner.config import check_writable
+from gan_runner.errors import ConfigError
 
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 PROCESS_TAG = "gan_runner.process"  # host:pid of the process writing a RUNNING run

@@ -72,8 +72,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     folder = None
     try:
         with stopping.SignalStop() as stop, \
-                tracking.open_run(cfg.tracking, run_name(cfg, overrides), run_tags(cfg, overrides), run_id,
-                                  resumed.step if resumed else -1, local) as tracker:
+                tracking.open_run(cfg.tracking, sweep.run_name(cfg, overrides), sweep.run_tags(cfg, overrides),
+                                  run_id, resumed.step if resumed else -1, local) as tracker:
             folder = root / tracker.run_id if tracker.run_id and not resumed else local
             _start_logging(cfg, tracker, folder, resumed, changes)
             stopping.phase("run")
@@ -138,7 +138,7 @@ def _resume(cfg: DictConfig, root: Path, overrides: list[str]):
 
 def summary(cfg: DictConfig, overrides: list[str], run_id: str | None, folder: Path, value: float) -> str:
     """What a finished run prints last: where everything is and how to look at it."""
-    head = f"gan_runner: finished '{run_name(cfg, overrides)}'"
+    head = f"gan_runner: finished '{sweep.run_name(cfg, overrides)}'"
     objective = f"{cfg.objective}={value:.6g}"
     if run_id is None:
         return (f"{head} (tracking=none): {objective}\n"
@@ -171,20 +171,6 @@ def _start_logging(cfg: DictConfig, tracker: tracking.NullTracker, folder: Path,
         if changes:
             log.info("resume changes the stored config: %s", "; ".join(changes))
     tracker.set_tags({"checkpoint.dir": str(folder)})
-
-
-def run_name(cfg: DictConfig, overrides: list[str]) -> str:
-    if cfg.tracking.run_name:
-        return cfg.tracking.run_name
-    rest = [o for o in overrides if not o.startswith(("model=", "tracking", "hydra"))]
-    return f"{cfg.model.name} " + (" ".join(rest) if rest else "defaults")
-
-
-def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
-    return {"model": cfg.model.name, "data": cfg.data.name, "seed": str(cfg.seed),
-            "optimizer": cfg.optimizer.name, "schedule": cfg.schedule.name,
-            "overrides": " ".join(overrides) or "(none)", "objective": cfg.objective,
-            **sweep.job_tags()}  # parent run, sweep dir, job number inside a multirun
 
 
 def set_onednn(wanted: bool | None) -> None:

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Iterator
 
 from gan_runner import tracking
+from gan_runner.errors import EXIT_BAD_INPUT
 
-EXIT_BAD_INPUT = 2
 ML_VIEW = "workflowType=machine_learning"
 RUN_NAME_CELL = "[role=gridcell][col-id*='Run Name']"  # the runs table (ag-grid)
 ARTIFACT_NODE = "[data-testid=artifact-tree-node]"

@@ -24,7 +24,7 @@ D_HAND = (2 * 5 * 5 * 1 * 32 * 14 * 14      # Conv2D 32, stride 2: 28 -> 14
 
 
 def test_dcgan_flops_match_a_count_by_hand():
-    from gan_runner.bench_dcgan import forward_flops, step_flops
+    from gan_runner.bench.dcgan import forward_flops, step_flops
     from gan_runner.models import dcgan
 
     cfg = compose_cfg(["model=dcgan", "tracking=none"])

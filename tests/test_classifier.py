@@ -37,7 +37,7 @@ def judge_cache(classifier_cache) -> Path:
 @pytest.fixture(scope="session")
 def judge(judge_cache):
     """The default classifier on the 5,000 training-half digits (trained at most once per session)."""
-    from gan_runner import classifier
+    from gan_runner.metrics import classifier
 
     cfg = _cfg(judge_cache)
     return classifier.judge_for(cfg.data, cfg.eval)
@@ -51,7 +51,7 @@ def _unit(pixels: np.ndarray) -> np.ndarray:
 
 
 def test_one_set_is_halved_into_disjoint_reference_and_classifier_digits(judge):
-    from gan_runner import classifier
+    from gan_runner.metrics import classifier
 
     sets = classifier.labelled_sets(_cfg(Path("unused")).data)
     assert [(len(s.labels), s.kind) for s in sets] == [(10000, "test")]
@@ -66,7 +66,7 @@ def test_one_set_is_halved_into_disjoint_reference_and_classifier_digits(judge):
 
 
 def test_a_training_and_a_test_set_split_as_train_vs_test():
-    from gan_runner import classifier
+    from gan_runner.metrics import classifier
 
     rng = np.random.default_rng(0)
     def labelled(n, kind):
@@ -80,7 +80,7 @@ def test_a_training_and_a_test_set_split_as_train_vs_test():
 @pytest.mark.usefixtures("fashion_mnist")
 def test_a_folder_with_both_sets_gives_60000_classifier_and_10000_reference_images():
     """The full 70,000 case, on Debian's Fashion-MNIST (the offline MNIST has only the test set)."""
-    from gan_runner import classifier
+    from gan_runner.metrics import classifier
 
     cfg = compose_cfg(["model=dcgan", "data=fashion_mnist", f"data.path={FASHION}"])
     split = classifier.split(classifier.labelled_sets(cfg.data))
@@ -163,7 +163,7 @@ def _idx(path: Path, payload: np.ndarray, magic: int) -> None:
 
 def _digits_file(folder: Path, start: int, n: int = 600) -> Path:
     """n real digits and their labels under non-official names (no official checksum applies)."""
-    from gan_runner import images
+    from gan_runner.data import images
 
     spec = images.IMAGE_SETS["mnist"]
     pixels = images.read_images(MNIST / "t10k-images-idx3-ubyte.gz", spec)[start:start + n]
@@ -175,7 +175,7 @@ def _digits_file(folder: Path, start: int, n: int = 600) -> Path:
 
 
 def test_cache_reuses_the_weights_and_retrains_for_other_data_or_architecture(tmp_path):
-    from gan_runner import classifier
+    from gan_runner.metrics import classifier
 
     cache = tmp_path / "cache"
     first, second = _digits_file(tmp_path / "a", 0), _digits_file(tmp_path / "b", 600)
@@ -204,7 +204,7 @@ def test_cache_reuses_the_weights_and_retrains_for_other_data_or_architecture(tm
 
 
 def test_default_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
-    from gan_runner import classifier
+    from gan_runner.metrics import classifier
 
     cfg = compose_cfg(["model=dcgan"])
     monkeypatch.setenv("GAN_RUNNER_CACHE", str(tmp_path / "mine"))
@@ -219,8 +219,8 @@ def test_default_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
 
 
 def test_missing_or_wrong_labels_fail_with_one_line(tmp_path):
-    from gan_runner import classifier
-    from gan_runner.images import DataError
+    from gan_runner.metrics import classifier
+    from gan_runner.errors import DataError
 
     data_file = _digits_file(tmp_path / "d", 0, n=50)
     labels = data_file.parent / "digits-labels-idx1-ubyte.gz"
@@ -338,7 +338,7 @@ def test_evaluate_cli_reproduces_the_runs_fd_and_refuses_bad_input(dcgan_run, ju
         assert result[key] == pytest.approx(run.data.metrics[f"eval/{key}"], rel=1e-4, abs=1e-6), key
 
     # a .npy of 1000 real uint8 digits (N, 28, 28), disjoint from the 2 x 1000 of the floor: FD near it
-    from gan_runner import classifier
+    from gan_runner.metrics import classifier
 
     split = classifier.split(classifier.labelled_sets(compose_cfg(["model=dcgan", f"data.path={MNIST}"]).data))
     np.save(tmp_path / "real.npy", split.reference.images[2000:3000])

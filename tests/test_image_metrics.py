@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from gan_runner import image_metrics as im
+from gan_runner.metrics import image as im
 
 
 def _closed_form_diagonal(mu1, var1, mu2, var2) -> float:

@@ -43,8 +43,8 @@ def _sample(capsys, *argv) -> dict:
 def test_every_source_gives_the_runs_own_samples_bit_for_bit(dcgan_run, tmp_path, capsys):
     from PIL import Image
 
-    from gan_runner import classifier
-    from gan_runner.image_metrics import frechet_distance_features
+    from gan_runner.metrics import classifier
+    from gan_runner.metrics.image import frechet_distance_features
 
     run, client, store, tmp = dcgan_run
     rid = run.info.run_id

@@ -320,4 +320,4 @@ def test_any_exception_fails_the_run_with_the_error_and_traceback(tmp_path, stor
     run = _the_run(client)
     assert run.info.status == "FAILED" and "ConfigError: objective: 'eval/nope'" in run.data.tags["error"]
     log = Path(client.download_artifacts(run.info.run_id, "error.log", str(tmp_path))).read_text()
-    assert log.startswith("Traceback") and "gan_runner/train.py" in log and log.rstrip().splitlines()[-1].startswith("gan_runner.config.ConfigError")
+    assert log.startswith("Traceback") and "gan_runner/train.py" in log and log.rstrip().splitlines()[-1].startswith("gan_runner.errors.ConfigError")

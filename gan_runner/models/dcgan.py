@@ -13,7 +13,8 @@ import keras
 import numpy as np
 from omegaconf import OmegaConf
 
-from gan_runner import classifier, plots
+from gan_runner import plots
+from gan_runner.metrics import classifier
 
 
 def latent_dim(model_cfg) -> int:

@@ -7,7 +7,8 @@ from typing import Callable
 import keras
 import numpy as np
 
-from gan_runner import metrics, plots
+from gan_runner import plots
+from gan_runner.metrics import univariate
 
 
 def latent_dim(model_cfg) -> int:
@@ -38,12 +39,12 @@ def evaluate(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step:
     mean, std = cfg.data.mean, cfg.data.std
     seed_n = min(len(real), len(fake))  # the note compares 1000 real with 1000 fake
     out = {
-        "eval/kl": metrics.histogram_kl(real[:, 0], fake[:seed_n], bins=cfg.eval.bins),
-        "eval/kl_target": metrics.kl_to_normal(fake, mean, std, bins=cfg.eval.bins),
-        "eval/w1": metrics.w1_to_normal(fake, mean, std),
-        "eval/ks": metrics.ks_to_normal(fake, mean, std),
+        "eval/kl": univariate.histogram_kl(real[:, 0], fake[:seed_n], bins=cfg.eval.bins),
+        "eval/kl_target": univariate.kl_to_normal(fake, mean, std, bins=cfg.eval.bins),
+        "eval/w1": univariate.w1_to_normal(fake, mean, std),
+        "eval/ks": univariate.ks_to_normal(fake, mean, std),
     }
-    out.update({f"eval/{k}": v for k, v in metrics.moments(fake).items()})
+    out.update({f"eval/{k}": v for k, v in univariate.moments(fake).items()})
     return out
 
 
@@ -54,8 +55,8 @@ def reference_metrics(real: np.ndarray, cfg, rng: np.random.Generator) -> dict[s
     other = rng.normal(mean, std, size=len(real))
     big = rng.normal(mean, std, size=cfg.eval.n_fake)
     return {
-        "eval/kl_floor": metrics.histogram_kl(real[:, 0], other, bins=cfg.eval.bins),
-        "eval/kl_target_floor": metrics.kl_to_normal(big, mean, std, bins=cfg.eval.bins),
+        "eval/kl_floor": univariate.histogram_kl(real[:, 0], other, bins=cfg.eval.bins),
+        "eval/kl_target_floor": univariate.kl_to_normal(big, mean, std, bins=cfg.eval.bins),
     }
 
 

@@ -19,14 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from gan_runner.errors import DataError
+
 IMAGE_HW = (28, 28)
 IDX_IMAGES = 0x00000803  # IDX magic: 0, 0, type 0x08 (uint8), 3 dimensions
 IDX_LABELS = 0x00000801  # 1 dimension: a label file
 GZIP_MAGIC = b"\x1f\x8b"
-
-
-class DataError(ValueError):
-    """The data cannot be found or read; one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ IMAGE_SETS: dict[str, ImageSet] = {
         "t10k-images-idx3-ubyte.gz": _known("md5:9fb629c4189551a2d022fa330f9573f3"),
         "t10k-images-idx3-ubyte": _known("md5:2646ac647ad5339dbf082846283269ea"),
         "mnist.npz": _known("sha256:731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),
-        # label files (gan_runner/classifier.py): official .gz md5s; raw = the t10k payload
+        # label files (gan_runner/metrics/classifier.py): official .gz md5s; raw = the t10k payload
         "train-labels-idx1-ubyte.gz": _known("md5:d53e105ee54ea40749a09fcbcd1e9432"),
         "t10k-labels-idx1-ubyte.gz": _known("md5:ec29112dd5afa0611ce80d1b7f02629c"),
         "t10k-labels-idx1-ubyte": _known("md5:27ae3e4e09519cfbb04c329615203637"),

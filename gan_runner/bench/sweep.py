@@ -8,15 +8,13 @@ Also where a job's time goes: one standalone run's wall time against its trainin
 from __future__ import annotations
 
 import os
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from rich.table import Table
+
+from gan_runner.bench.common import console, timed_cli
 
 JOBS = 8
 LAUNCHERS = {"basic (1 process)": [], "joblib (2 workers x 1 thread)": ["hydra/launcher=parallel"]}
@@ -24,32 +22,6 @@ LAUNCHERS = {"basic (1 process)": [], "joblib (2 workers x 1 thread)": ["hydra/l
 # (TensorFlow and MLflow imports, ~7 s) is paid once per worker. Longer jobs show the launcher's
 # scaling once that start is amortized.
 LENGTHS = {"seed schedule, 3000 steps": [], "10x longer, 30000 steps": ["train_steps=30000"]}
-
-
-def timed_cli(args: list[str], folder: Path) -> tuple[float, float, list[dict[str, float]]]:
-    """`python -m gan_runner <args>` on a fresh store in `folder`: (wall s, CPU s of the process
-    and the workers it waited for, metrics of its runs). CPU seconds hardly change when other
-    work shares the cores; wall seconds do."""
-    from mlflow.tracking import MlflowClient
-
-    store = f"sqlite:///{folder / 'mlflow.db'}"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    cpu_before, started = _children_cpu(), time.perf_counter()
-    subprocess.run([sys.executable, "-m", "gan_runner", *args, f"tracking.uri={store}"], cwd=folder, check=True,
-                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall, cpu = time.perf_counter() - started, _children_cpu() - cpu_before
-    client = MlflowClient(tracking_uri=store)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    failed = [r.data.tags.get("error", r.info.status) for r in runs if r.info.status != "FINISHED"]
-    if failed:
-        raise RuntimeError(f"gan_runner {' '.join(args)}: {len(failed)} runs did not finish: {failed[0]}")
-    return wall, cpu, [r.data.metrics for r in runs if "perf/loop_s" in r.data.metrics]
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def bench_sweep(repeats: int) -> None:
@@ -97,5 +69,4 @@ def bench_sweep(repeats: int) -> None:
     row("one standalone run: wall time (s)", single_walls)
     row("one standalone run: training loop perf/loop_s (s)", single_loops, "", "{:.2f}")
     row("one standalone run: start, imports, MLflow, rest (s)", [w - s for w, s in zip(single_walls, single_loops)])
-    from gan_runner.bench import console  # one console for every section
     console.print(table)

@@ -1,4 +1,4 @@
-"""`make docs-images` (`python -m gan_runner.docs_images`): the README's pictures, made by the
+"""`make docs-images` (`python tools/docs_images.py`): the README's pictures, made by the
 project itself from real runs in a scratch store, written as small PNGs to docs/:
 
 - dcgan_samples_over_steps.png: the DCGAN's sample grid (fixed noise) at 4 steps of one run on
@@ -108,7 +108,7 @@ def shrink(path: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m gan_runner.docs_images", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python tools/docs_images.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("docs"), help="where the PNGs go (default: docs/)")
     parser.add_argument("--mnist", help="MNIST folder (data.path); default: where the runner finds it")
     parser.add_argument("--dcgan-steps", type=int, default=1000)

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
+from gan_runner.bench.common import console, timed_cli
+
 STEPS = int(os.environ.get("BENCH_QUALITY_STEPS", "300"))
 UPDATES = {"alternating (seed)": "alternating", "simultaneous": "simultaneous"}
 
@@ -69,8 +71,6 @@ def measure_costs(cache: Path, repeats: int) -> dict:
 
 
 def bench_quality(repeats: int) -> None:
-    from gan_runner.bench_sweep import timed_cli
-
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "classifier"
         costs = measure_costs(cache, repeats)
@@ -92,7 +92,6 @@ def bench_quality(repeats: int) -> None:
 
 
 def _print(costs: dict, rows: list[tuple[str, dict]]) -> None:
-    from gan_runner.bench import console  # one console for every section
     n = costs["n"]
     table = Table(title=f"DCGAN sample quality, N={n} fakes vs {n} reference digits (classifier logits)")
     for column in ("run", "loop s", "eval/fd", "eval/mnist_score", "eval/coverage"):

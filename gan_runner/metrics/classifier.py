@@ -16,7 +16,7 @@ set may overlap with the GAN's own training images (as FID's usually does); data
 change any of this.
 
 The labels come from the label files beside the images (`*-labels-idx1-ubyte[.gz]`, IDX
-magic 0x801) or the npz's y_train / y_test, read and checked by gan_runner/images.py.
+magic 0x801) or the npz's y_train / y_test, read and checked by gan_runner/data/images.py.
 
 Cache: <dir>/classifier-<data key>-<arch key>.weights.h5 (+ .json with how it was made), dir =
 eval.classifier.cache_dir, else $GAN_RUNNER_CACHE, else $XDG_CACHE_HOME/gan_runner, else
@@ -41,9 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gan_runner import data, image_metrics, images, stopping
-from gan_runner.config import ConfigError
-from gan_runner.images import IMAGE_SETS, DataError
+from gan_runner import data, stopping
+from gan_runner.data import images
+from gan_runner.data.images import IMAGE_SETS
+from gan_runner.errors import ConfigError, DataError
+from gan_runner.metrics import image as image_metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Sample-quality numbers from a classifier's outputs: Frechet distance, MNIST score, class
-coverage. Pure numpy/scipy on float64, no TensorFlow (gan_runner/classifier.py makes the
+coverage. Pure numpy/scipy on float64, no TensorFlow (gan_runner/metrics/classifier.py makes the
 features; these functions only see arrays).
 
 Features are the classifier's 10 logits, as in TF-GAN's `mnist_frechet_distance` (its frozen

@@ -1,7 +1,7 @@
 """`make bench ARGS=dcgan`: the DCGAN's step time at batch 64, its achieved GFLOP/s next to
 this machine's float32 matmul peak (numpy), and the peak RSS of a default run.
 
-Variants run in worker processes (`python -m gan_runner.bench_dcgan --worker ...`), since
+Variants run in worker processes (`python -m gan_runner.bench.dcgan --worker ...`), since
 TensorFlow's thread pools and oneDNN are fixed when it loads. The rounds interleave the
 workers (A, B, C, A, B, C, ...) and each worker interleaves the two update rules step by
 step, so a machine shared with other jobs slows every variant alike: compare the ratios.
@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 from rich.table import Table
+
+from gan_runner.bench.common import console
 
 BATCH = 64
 MNIST_ENV = "GAN_RUNNER_MNIST"  # set by `make bench`
@@ -142,7 +144,7 @@ def _data_args() -> list[str]:
 def _run_worker(steps: int, overrides: list[str]) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # trainer.onednn decides
-    out = subprocess.run([sys.executable, "-m", "gan_runner.bench_dcgan", "--worker", "--steps", str(steps), *overrides],
+    out = subprocess.run([sys.executable, "-m", "gan_runner.bench.dcgan", "--worker", "--steps", str(steps), *overrides],
                          env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"bench worker {overrides} failed:\n{out.stderr[-3000:]}")
@@ -178,8 +180,6 @@ def peak_rss_of_default_run(steps: int = 50) -> tuple[float, str, float]:
 
 def bench_dcgan(repeats: int, steps: int = 5) -> None:
     """`repeats` rounds over VARIANTS, `steps` timed steps of each update rule per worker."""
-    from gan_runner.bench import console
-
     load = os.getloadavg()[0]
     peak, peak_per_cpu_s = matmul_peak()
     results: dict[str, list[dict]] = {label: [] for label in VARIANTS}

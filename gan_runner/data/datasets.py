@@ -20,13 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gan_runner import images
-from gan_runner.images import IMAGE_SETS, DataError
+from gan_runner.data import images
+from gan_runner.data.images import IMAGE_SETS
+from gan_runner.errors import DataError
 
 log = logging.getLogger(__name__)
-
-__all__ = ["DataError", "load", "find_images", "LOADERS"]
-
 
 def load(data_cfg, seed: int) -> np.ndarray:
     loader = LOADERS.get(data_cfg.name)
