@@ -25,8 +25,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gan_runner import faults, tracking
-from gan_runner.config import check_writable as probe_folder
+from gan_runner import faults
+from gan_runner.config import flatten
+from gan_runner.store import check_writable as probe_folder
 from gan_runner.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -58,18 +59,6 @@ class Checkpoint:
 
 
 # ---- where checkpoints live ----------------------------------------------------------------
-
-
-def root_dir(cfg) -> Path:
-    """checkpoint.dir, else checkpoints/ beside a SQLite store (like its mlartifacts/), else
-    <cwd>/checkpoints."""
-    if cfg.checkpoint.dir:
-        return Path(cfg.checkpoint.dir).expanduser().resolve()
-    if cfg.tracking.name == "mlflow":
-        uri = tracking.resolve_uri(cfg.tracking.uri)
-        if uri.startswith("sqlite:///") and ":memory:" not in uri:
-            return Path(uri[len("sqlite:///"):]).resolve().parent / "checkpoints"
-    return Path.cwd() / "checkpoints"
 
 
 def check_writable(folder: Path) -> None:
@@ -213,8 +202,8 @@ def load_for_resume(cfg, root: Path, overrides: list[str], uri: str | None = Non
     ckpt = read(where) if where.is_file() else newest(where)
     saved = ckpt.meta["config"]
     merged = resume_config(saved, cfg, overrides, ckpt.meta.get("overrides"))
-    changes = differences(tracking.flatten(saved), tracking.flatten(_container(merged)), ("resume",))
-    diffs = differences(tracking.flatten(saved), tracking.flatten(_container(merged)), harmless_keys(saved))
+    changes = differences(flatten(saved), flatten(_container(merged)), ("resume",))
+    diffs = differences(flatten(saved), flatten(_container(merged)), harmless_keys(saved))
     if diffs:
         raise ConfigError(f"resume: the config differs from {ckpt.path} in ways that change training: "
                           f"{'; '.join(diffs)} (only {', '.join(HARMLESS)} may differ)")

@@ -20,42 +20,17 @@ import traceback
 import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from gan_runner import faults
-from gan_runner.config import check_writable
 from gan_runner.errors import ConfigError
+from gan_runner.store import artifact_root, check_writable, resolve_uri, sqlite_file, sqlite_missing
 
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 PROCESS_TAG = "gan_runner.process"  # host:pid of the process writing a RUNNING run
 IMAGE_STEP = re.compile(r"\+step\+(\d+)\+timestamp\+")  # MLflow's images/<key>+step+<n>+timestamp+...
-
-
-def resolve_uri(uri: str | None) -> str:
-    """tracking.uri, else $MLFLOW_TRACKING_URI, else an absolute sqlite:///<cwd>/mlflow.db."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    if "://" not in uri and not uri.startswith("file:"):  # a bare path means a SQLite file; make it absolute
-        return f"sqlite:///{Path(uri).resolve()}"
-    path = uri[len("sqlite:///"):]
-    if uri.startswith("sqlite:///") and ":memory:" not in uri and not os.path.isabs(path):
-        # sqlite:///mlflow.db is relative to the working dir: absolute, so that its artifacts and
-        # checkpoints folders can be placed beside it (a relative path has no file:// URI)
-        return f"sqlite:///{os.path.abspath(path)}"
-    return uri
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, str]:
-    """{'optimizer': {'d': {'learning_rate': 1e-3}}} -> {'optimizer.d.learning_rate': '0.001'}."""
-    if isinstance(node, dict):
-        out: dict[str, str] = {}
-        for key, value in node.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out if out or not prefix else {prefix[:-1]: "{}"}
-    return {prefix[:-1]: str(node)}
 
 
 def git_commit() -> str | None:
@@ -235,23 +210,13 @@ def download_artifacts(tracking_cfg, run_id: str, path: str, dest: str | Path) -
         raise LookupError(f"no run {run_id} with '{path}' artifacts in {uri} ({str(err).splitlines()[0][:200]})") from None
 
 
-def artifact_root(uri: str) -> Path | None:
-    """mlartifacts/ beside a SQLite store's file (where its experiments keep artifacts and where
-    `make ui` serves uploads to); None for other stores."""
-    if uri.startswith("sqlite:///") and ":memory:" not in uri:
-        return Path(uri[len("sqlite:///"):]).parent / "mlartifacts"
-    return None
-
-
 def ensure_store(uri: str) -> None:
     """A new SQLite store is made whole or not at all. MLflow creates its tables in some 50
     migration steps; a kill among them leaves a file that every later open refuses (`table
     _alembic_tmp_experiment_tags already exists`: found by tests/crash_harness.py). So it is built
     under a temporary name and hard-linked into place; a parallel job that got there first wins."""
-    if not uri.startswith("sqlite:///") or ":memory:" in uri:
-        return
-    path = Path(uri[len("sqlite:///"):])
-    if path.exists():
+    path = sqlite_file(uri)
+    if path is None or path.exists():
         return
     from mlflow.tracking import MlflowClient
 
@@ -348,8 +313,8 @@ def preflight(tracking_cfg, timeout_s: float = 3.0) -> None:
     uri = resolve_uri(tracking_cfg.uri)
     parsed = urllib.parse.urlparse(uri)
     check_store(uri, timeout_s)
-    if parsed.scheme == "sqlite" and ":memory:" not in uri:
-        folder = Path(uri[len("sqlite:///"):]).parent  # kept: the store is created in it next
+    if parsed.scheme == "sqlite" and sqlite_file(uri):
+        folder = sqlite_file(uri).parent  # kept: the store is created in it next
         check_writable(folder, f"tracking.uri: cannot write the SQLite store in {folder}", keep_folders=True)
 
 
@@ -590,7 +555,7 @@ def _reader(uri: str):
     """A client for a store that must already exist (reading never creates an empty SQLite file)."""
     from mlflow.tracking import MlflowClient
 
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+    if sqlite_missing(uri):
         raise LookupError(f"no MLflow store at {uri} (no such file)")
     return MlflowClient(tracking_uri=uri)
 

@@ -21,7 +21,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from gan_runner import config as config_mod
-from gan_runner import checkpoint, data, faults, registry, stopping, sweep, tracking
+from gan_runner import checkpoint, data, faults, registry, stopping, store, sweep, tracking
 from gan_runner.progress import Progress
 from gan_runner.stopping import Diverged, Interrupted  # noqa: F401  (what callers catch)
 
@@ -40,14 +40,15 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     # Everything that can be found wrong without training fails here, before TensorFlow loads
     # and before an MLflow run exists: the store, the checkpoint folder, resume=, the data.
     tracking.preflight(cfg.tracking)
-    root = checkpoint.root_dir(cfg)
+    where = store.resolve(cfg)
+    root = where.checkpoints
     checkpoint.check_writable(root)
     resumed, changes = None, []
     if cfg.sweep.resume and not cfg.resume:  # a job of a resumed sweep: its earlier run, if any
         cfg.resume = sweep.resume_job(cfg, root)
     if cfg.resume:
         try:
-            resumed, cfg, changes = _resume(cfg, root, overrides)
+            resumed, cfg, changes = _resume(cfg, where, overrides)
         except AlreadyFinished as done:  # said so in one line; the store is left as it was
             return done.objective
     if cfg.weights.load and resumed is None and not Path(cfg.weights.load).expanduser().is_dir():
@@ -78,7 +79,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
             _start_logging(cfg, tracker, folder, resumed, changes)
             stopping.phase("run")
             ckpt = checkpoint.Checkpointer(folder, cfg.checkpoint.keep, tracker.run_id,
-                                           tracking.resolve_uri(cfg.tracking.uri) if tracker.run_id else None,
+                                           store.resolve_uri(cfg.tracking.uri) if tracker.run_id else None,  # the run's own
                                            OmegaConf.to_container(cfg, resolve=True),
                                            resumed.meta.get("overrides", []) if resumed else overrides)
             faults.point("startup")
@@ -106,12 +107,12 @@ class AlreadyFinished(Exception):
         self.objective = objective
 
 
-def _resume(cfg: DictConfig, root: Path, overrides: list[str]):
+def _resume(cfg: DictConfig, where: store.Store, overrides: list[str]):
     """resume=: (checkpoint, the run's stored config changed by this command line's keys, the
     changes); AlreadyFinished (with the stored objective) when the run is FINISHED and no more
     steps are asked for.
     A run id with no checkpoint (killed before its first one) is ended KILLED, in one line."""
-    uri = tracking.resolve_uri(cfg.tracking.uri) if cfg.tracking.name == "mlflow" else None
+    uri, root = where.uri, where.checkpoints
     token = str(cfg.resume)
     if uri and re.fullmatch(r"[0-9a-f]{32}", token) and not Path(token).exists() \
             and not checkpoint.checkpoints(root / token):
@@ -143,7 +144,7 @@ def summary(cfg: DictConfig, overrides: list[str], run_id: str | None, folder: P
     if run_id is None:
         return (f"{head} (tracking=none): {objective}\n"
                 f"  checkpoints, weights and pictures: {folder}")
-    uri = tracking.resolve_uri(cfg.tracking.uri)
+    uri = store.resolve_uri(cfg.tracking.uri)
     if uri.startswith(("http://", "https://")):
         opener = f"open {uri} in a browser"
     elif uri == f"sqlite:///{Path.cwd() / 'mlflow.db'}" and (Path.cwd() / "gan_runner" / "ui.py").is_file():  # make ui serves it
@@ -162,7 +163,7 @@ def _start_logging(cfg: DictConfig, tracker: tracking.NullTracker, folder: Path,
     from and what this command line changed."""
     text = OmegaConf.to_yaml(cfg, resolve=True)
     if resumed is None:
-        tracker.log_params(tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
+        tracker.log_params(config_mod.flatten(OmegaConf.to_container(cfg, resolve=True)))
         tracker.log_text(text, "config.yaml")
     else:
         tracker.log_text(text, f"config_resume_step{resumed.step:07d}.yaml")

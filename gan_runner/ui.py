@@ -27,6 +27,7 @@ from typing import Iterator
 
 from gan_runner import tracking
 from gan_runner.errors import EXIT_BAD_INPUT
+from gan_runner.store import sqlite_missing
 
 ML_VIEW = "workflowType=machine_learning"
 RUN_NAME_CELL = "[role=gridcell][col-id*='Run Name']"  # the runs table (ag-grid)
@@ -109,7 +110,7 @@ def main() -> None:
     if not uri.startswith(("sqlite:", "file:", "postgresql", "mysql", "mssql")):
         print(f"ui: {uri} is already an MLflow server: open it in a browser", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+    if sqlite_missing(uri):
         print(f"ui: no runs yet: {uri} does not exist (train something first, e.g. make run)", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     try:

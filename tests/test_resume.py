@@ -21,6 +21,7 @@ import pytest
 
 from conftest import MNIST, ROOT, all_runs, compose_cfg, run_cli
 from gan_runner import checkpoint, train
+from gan_runner.store import resolve
 
 # (overrides, N): cadences divide N, so the N-step run's final logs fall where the 2N run logs too.
 # dcgan's digit classifier (eval/fd etc.) trains briefly, once per process, into {cache}.
@@ -47,7 +48,7 @@ def histories(client, run_id: str) -> dict[str, list[tuple[int, float]]]:
 
 def final_state(store: str, run_id: str) -> checkpoint.Checkpoint:
     """The newest checkpoint of a run: checkpoints sit beside the SQLite store by default."""
-    folder = checkpoint.root_dir(compose_cfg([f"tracking.uri={store}"])) / run_id
+    folder = resolve(compose_cfg([f"tracking.uri={store}"])).checkpoints / run_id
     return checkpoint.newest(folder)
 
 

@@ -12,10 +12,8 @@ import dataclasses
 import difflib
 import functools
 import math
-import os
 import re
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -42,25 +40,14 @@ URI_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql"
 STRATEGIES = ("default", "mirrored")
 
 
-def check_writable(folder: Path, error: str, keep_folders: bool = False) -> None:
-    """ConfigError(f"{error} (<why>)") unless a file can be written in `folder`. Probes by
-    writing for real (permission bits do not stop root). Folders made for the probe are removed
-    again unless `keep_folders` (so a command that fails later leaves nothing behind)."""
-    made = [p for p in (folder, *folder.parents) if not p.exists()]  # innermost first
-    probe = folder / f".probe-{os.getpid()}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        keep_folders = False
-        raise ConfigError(f"{error} ({err.strerror or err})") from None
-    finally:
-        for path in [] if keep_folders else made:
-            try:
-                path.rmdir()
-            except OSError:  # not made by us after all, or no longer empty
-                break
+def flatten(node: Any, prefix: str = "") -> dict[str, str]:
+    """{'optimizer': {'d': {'learning_rate': 1e-3}}} -> {'optimizer.d.learning_rate': '0.001'}."""
+    if isinstance(node, dict):
+        out: dict[str, str] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out if out or not prefix else {prefix[:-1]: "{}"}
+    return {prefix[:-1]: str(node)}
 
 
 # ---- command-line group choices (checked before Hydra composes) ---------------------------
