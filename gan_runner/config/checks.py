@@ -28,7 +28,9 @@ from gan_runner.errors import ConfigError
 
 IMAGE_CHANNELS = 1  # MNIST and Fashion-MNIST are grayscale
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# An installed wheel carries the configs as gan_runner/conf/; a checkout has them at the top (conf/).
+_PACKAGED = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "conf"
 SCHEDULES = ("constant", "inverse_time", "exponential", "cosine")
 TRACKERS = ("mlflow", "none")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
