@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test bench crash ui docs-images clean
+.PHONY: help install run lint test bench crash ui docs-images clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,7 +25,11 @@ install: $(STAMP) ## create .venv and install gan_runner with its dev tools (ide
 run: $(STAMP) ## train the default experiment (the seed's 1-D GAN); extra overrides: make run ARGS="seed=3"
 	$(PY) -m gan_runner $(ARGS)
 
-test: $(STAMP) ## run the test suite (first installs Chromium and Fashion-MNIST with apt-get when root and missing)
+lint: $(STAMP) ## ruff: lint rules and formatting (config in pyproject.toml); no files are changed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(STAMP) lint ## run the test suite (after make lint; first installs Chromium and Fashion-MNIST with apt-get when root and missing)
 	@.ci/test-deps
 	GAN_RUNNER_MNIST=$(MNIST) $(PY) -m pytest -q $(ARGS)
 

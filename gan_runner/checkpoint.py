@@ -27,8 +27,8 @@ import numpy as np
 
 from gan_runner import faults
 from gan_runner.config import flatten
-from gan_runner.store import check_writable as probe_folder
 from gan_runner.errors import ConfigError
+from gan_runner.store import check_writable as probe_folder
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ class Progress:
                                      console=Console(file=self.stream))
             self._task = self._bar.add_task("train", total=total, completed=start, stats="")
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self._bar:
             terminal = {id(f) for f in (self.stream, sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)}
             for handler in logging.getLogger().handlers:  # before start(): it swaps sys.stdout

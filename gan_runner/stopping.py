@@ -30,7 +30,7 @@ import time
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PAUSE_ENV = "GAN_RUNNER_PAUSE_AT"  # a phase name: wait there for a signal (tests only)
 PAUSE_MAX_S = 120.0
-_guards: list["SignalStop"] = []  # the entered guards of this process, innermost last
+_guards: list[SignalStop] = []  # the entered guards of this process, innermost last
 
 
 class Interrupted(KeyboardInterrupt):
@@ -62,7 +62,7 @@ class SignalStop:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> "SignalStop":
+    def __enter__(self) -> SignalStop:
         if threading.current_thread() is threading.main_thread():
             outer = _guards[-1] if _guards else None
             self.signum = outer.signum if outer else None  # one that came before this guard

@@ -18,9 +18,9 @@ import tempfile
 import time
 import traceback
 import urllib.parse
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from gan_runner import config as config_mod
 from gan_runner import checkpoint, data, faults, registry, stopping, store, sweep, tracking
+from gan_runner import config as config_mod
 from gan_runner.progress import Progress
 from gan_runner.stopping import Diverged, Interrupted  # noqa: F401  (what callers catch)
 

@@ -21,9 +21,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from gan_runner import tracking
 from gan_runner.errors import EXIT_BAD_INPUT

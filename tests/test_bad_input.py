@@ -16,6 +16,7 @@ import pytest
 
 from conftest import MNIST
 
+
 def _driver_or_server(module: str, package: str) -> list[str]:
     """A database URI: without its driver the message names the pip package; with it, the
     server that does not answer (nothing listens on {port})."""

@@ -219,8 +219,8 @@ def test_default_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
 
 
 def test_missing_or_wrong_labels_fail_with_one_line(tmp_path):
-    from gan_runner.metrics import classifier
     from gan_runner.errors import DataError
+    from gan_runner.metrics import classifier
 
     data_file = _digits_file(tmp_path / "d", 0, n=50)
     labels = data_file.parent / "digits-labels-idx1-ubyte.gz"

@@ -4,7 +4,6 @@ of bad file (made in tmp_path; no data is committed). No TensorFlow is needed he
 import gzip
 import hashlib
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest

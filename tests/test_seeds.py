@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import statistics
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient

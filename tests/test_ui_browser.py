@@ -27,7 +27,6 @@ from conftest import REQUIRE_ALL, require
 from gan_runner import ui
 
 
-
 def _chromium_missing() -> str | None:
     try:
         ui.find_chromium()

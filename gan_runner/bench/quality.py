@@ -38,7 +38,7 @@ def _data_args() -> list[str]:
 
 def measure_costs(cache: Path, repeats: int) -> dict:
     """In this process: a fresh classifier (timed), real digits' scores, and eval vs training time."""
-    from gan_runner import data, evaluate, train, tracking
+    from gan_runner import data, evaluate, tracking, train
 
     cfg = evaluate.compose([*_data_args(), f"eval.classifier.cache_dir={cache}", "tracking=none"])
     train.configure_threads(cfg.trainer)  # before TensorFlow loads

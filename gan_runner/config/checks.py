@@ -21,8 +21,15 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gan_runner import registry
-from gan_runner.config.schema import (DATA_SCHEMAS, MODEL_SCHEMAS, OPTIMIZER_COMMON_PARAMS, OPTIMIZER_PARAMS,
-                                      SCHEDULE_NULLABLE, SCHEDULE_PARAMS, RunConf)
+from gan_runner.config.schema import (
+    DATA_SCHEMAS,
+    MODEL_SCHEMAS,
+    OPTIMIZER_COMMON_PARAMS,
+    OPTIMIZER_PARAMS,
+    SCHEDULE_NULLABLE,
+    SCHEDULE_PARAMS,
+    RunConf,
+)
 from gan_runner.data.images import IMAGE_HW
 from gan_runner.errors import ConfigError
 

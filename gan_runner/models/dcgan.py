@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
