@@ -139,12 +139,11 @@ def load_generator(cfg: DictConfig, weights: Path | dict[str, np.ndarray]):
 
 
 def eval_noise(cfg: DictConfig, n: int, seed: int | None = None) -> np.ndarray:
-    """The noise a run's evaluation of n fakes uses, as train.Trainer.generate draws it:
-    U(-1, 1) from default_rng([seed, n]), seed the run's unless given. (n, latent) float32."""
+    """The noise a run's evaluation of n fakes uses (train.eval_noise), seed the run's unless given."""
     from gan_runner import registry
+    from gan_runner.train import eval_noise as draw
 
-    latent = registry.get_model(cfg.model.name).latent_dim(cfg.model)
-    return np.random.default_rng([cfg.seed if seed is None else seed, n]).uniform(-1, 1, (n, latent)).astype(np.float32)
+    return draw(cfg.seed if seed is None else seed, n, registry.get_model(cfg.model.name).latent_dim(cfg.model))
 
 
 def run_generator(generator, z: np.ndarray, where: object = "the generator") -> np.ndarray:
@@ -152,12 +151,11 @@ def run_generator(generator, z: np.ndarray, where: object = "the generator") -> 
     chunks), so a reloaded generator gives the run's samples bit for bit."""
     import tensorflow as tf
 
-    from gan_runner.train import GENERATE_VALUES
+    from gan_runner.train import generate_chunked
 
     call = tf.function(lambda x: generator(x, training=False),
                        input_signature=[tf.TensorSpec((None, z.shape[1]), tf.float32)])
-    rows = max(1, GENERATE_VALUES // int(np.prod(generator.output_shape[1:])))
-    fakes = np.concatenate([call(z[i:i + rows]).numpy() for i in range(0, len(z), rows)])
+    fakes = generate_chunked(call, z, generator.output_shape[1:])
     if not np.isfinite(fakes).all():
         raise BadInput(f"{where}: the generator outputs NaN or inf")
     return fakes

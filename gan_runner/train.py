@@ -218,6 +218,52 @@ def configure_threads(trainer_cfg: DictConfig) -> str:
     return f"{threading.get_intra_op_parallelism_threads()}/{threading.get_inter_op_parallelism_threads()}"
 
 
+def build_gan(cfg: DictConfig, real: np.ndarray, load_weights=None):
+    """The GAN step of a config, built from scratch in a clean, seeded Keras session: G and D
+    from the registry, a fresh optimizer for each, the data, the step settings. Every variable is
+    created in the strategy's scope (mirrored over the devices for trainer.strategy=mirrored).
+    `load_weights(generator, discriminator)`, if given, runs on the new networks before the step
+    wraps them. Tests, benches and evaluate use this rather than a Trainer."""
+    configure_threads(cfg.trainer)  # before TensorFlow starts its runtime
+    import keras
+
+    from gan_runner import distribute  # imports TensorFlow: only from here
+    from gan_runner.models.gan import StepConfig
+    from gan_runner.optim import build_optimizer
+
+    # A clean slate per job: Hydra's basic launcher runs every job in one process.
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(cfg.seed)
+    model = registry.get_model(cfg.model.name)
+    with distribute.scope(cfg.trainer.strategy):
+        generator = model.build_generator(cfg.model)
+        discriminator = model.build_discriminator(cfg.model, real.shape[1:])
+        if load_weights is not None:
+            load_weights(generator, discriminator)
+        return distribute.step_class()(
+            generator, discriminator,
+            build_optimizer(cfg.optimizer, cfg.schedule, "d", cfg.train_steps),
+            build_optimizer(cfg.optimizer, cfg.schedule, "g", cfg.train_steps),
+            real,
+            StepConfig(latent_dim=model.latent_dim(cfg.model), batch_size=cfg.batch.size,
+                       order=cfg.batch.order, reuse_noise=cfg.batch.reuse_noise,
+                       real_label=cfg.labels.real, fake_label=cfg.labels.fake, update=cfg.trainer["update"]),
+            seed=cfg.seed,
+        )
+
+
+def eval_noise(seed: int, n: int, latent_dim: int) -> np.ndarray:
+    """A run's evaluation noise for n fakes: U(-1, 1) from default_rng([seed, n]), drawn apart
+    from the training RNG so the eval cadence never changes training. (n, latent) float32."""
+    return np.random.default_rng([seed, n]).uniform(-1, 1, (n, latent_dim)).astype(np.float32)
+
+
+def generate_chunked(call, z: np.ndarray, sample_shape) -> np.ndarray:
+    """call(z) in chunks of GENERATE_VALUES output values (bounds the activations' memory)."""
+    rows = max(1, GENERATE_VALUES // int(np.prod(sample_shape)))
+    return np.concatenate([call(z[i:i + rows]).numpy() for i in range(0, len(z), rows)])
+
+
 class Trainer:
     """The single training loop for every model."""
 
@@ -226,34 +272,13 @@ class Trainer:
                  resumed: checkpoint.Checkpoint | None = None):
         # how TensorFlow runs: thread pools "intra/inter" and oneDNN, both fixed when it loads
         tracker.set_tags({"tf.threads": configure_threads(cfg.trainer), "tf.onednn": onednn_in_use()})
-        import keras
-
-        from gan_runner import distribute  # imports TensorFlow: only from here
-        from gan_runner.models.gan import StepConfig
-        from gan_runner.optim import build_optimizer
-
-        # A clean slate per job: Hydra's basic launcher runs every job in one process.
-        keras.backend.clear_session()
-        keras.utils.set_random_seed(cfg.seed)
         self.cfg, self.real, self.tracker = cfg, real, tracker
         self.model = registry.get_model(cfg.model.name)
-        # Every variable (networks, optimizer slots, step, RNG) is created in the strategy's
-        # scope: mirrored over the devices for trainer.strategy=mirrored (distribute.py).
-        with distribute.scope(cfg.trainer.strategy):
-            generator = self.model.build_generator(cfg.model)
-            discriminator = self.model.build_discriminator(cfg.model, real.shape[1:])
-            if cfg.weights.load and resumed is None:  # a resume restores everything below anyway
+        load = None
+        if cfg.weights.load and resumed is None:  # a resume restores everything below anyway
+            def load(generator, discriminator):
                 self._load_weights(generator, discriminator, cfg.weights.load)
-            self.gan = distribute.step_class()(
-                generator, discriminator,
-                build_optimizer(cfg.optimizer, cfg.schedule, "d", cfg.train_steps),
-                build_optimizer(cfg.optimizer, cfg.schedule, "g", cfg.train_steps),
-                real,
-                StepConfig(latent_dim=self.model.latent_dim(cfg.model), batch_size=cfg.batch.size,
-                           order=cfg.batch.order, reuse_noise=cfg.batch.reuse_noise,
-                           real_label=cfg.labels.real, fake_label=cfg.labels.fake, update=cfg.trainer["update"]),
-                seed=cfg.seed,
-            )
+        self.gan = build_gan(cfg, real, load)
         self.history: dict[str, float] = {}
         self._eval_noise: dict[int, np.ndarray] = {}
         self.checkpointer, self.stop = checkpointer, stop or stopping.SignalStop()
@@ -292,11 +317,8 @@ class Trainer:
         a change between evals is the generator's), drawn apart from the training RNG so the
         eval cadence never changes training."""
         if n not in self._eval_noise:
-            rng = np.random.default_rng([self.cfg.seed, n])
-            self._eval_noise[n] = rng.uniform(-1, 1, (n, self.gan.config.latent_dim)).astype(np.float32)
-        noise = self._eval_noise[n]
-        rows = max(1, GENERATE_VALUES // int(np.prod(self.gan.generator.output_shape[1:])))
-        fakes = np.concatenate([self.gan.generate(noise[i:i + rows]).numpy() for i in range(0, n, rows)])
+            self._eval_noise[n] = eval_noise(self.cfg.seed, n, self.gan.config.latent_dim)
+        fakes = generate_chunked(self.gan.generate, self._eval_noise[n], self.gan.generator.output_shape[1:])
         if not np.isfinite(fakes).all():
             self._diverged("the generated samples")
         return fakes

@@ -320,10 +320,10 @@ def test_batchnorm_mode_is_the_same_in_the_d_and_the_g_update():
     import keras
     import tensorflow as tf
 
-    from gan_runner import data, tracking, train
+    from gan_runner import data, train
 
     cfg = _tiny_cfg(["tracking=none", "data.n=64"])
-    gan = train.Trainer(cfg, data.load(cfg.data, cfg.seed), tracking.NullTracker()).gan
+    gan = train.build_gan(cfg, data.load(cfg.data, cfg.seed))
 
     class Recorder(keras.layers.Layer):
         """Identity that keeps what it was called with (eager calls only)."""

@@ -107,13 +107,13 @@ def worker(steps: int, overrides: list[str]) -> dict:
     time `steps` single steps of each, alternating between them."""
     from hydra import compose, initialize_config_dir
 
-    from gan_runner import config, data, tracking, train
+    from gan_runner import config, data, train
 
     with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
         base = ["model=dcgan", "tracking=none", f"batch.size={BATCH}", *_data_args(), *overrides]
         cfgs = {u: config.validate(compose(config_name="config", overrides=[*base, f"trainer.update={u}"])) for u in UPDATES}
     real = data.load(cfgs[UPDATES[0]].data, 0)
-    gans = {u: train.Trainer(cfg, real, tracking.NullTracker()).gan for u, cfg in cfgs.items()}
+    gans = {u: train.build_gan(cfg, real) for u, cfg in cfgs.items()}
     import tensorflow as tf
     from tensorflow.python.util import _pywrap_util_port  # the only way to ask whether oneDNN is on
 

@@ -38,7 +38,7 @@ def _data_args() -> list[str]:
 
 def measure_costs(cache: Path, repeats: int) -> dict:
     """In this process: a fresh classifier (timed), real digits' scores, and eval vs training time."""
-    from gan_runner import data, evaluate, tracking, train
+    from gan_runner import data, evaluate, train
 
     cfg = evaluate.compose([*_data_args(), f"eval.classifier.cache_dir={cache}", "tracking=none"])
     train.configure_threads(cfg.trainer)  # before TensorFlow loads
@@ -49,20 +49,30 @@ def measure_costs(cache: Path, repeats: int) -> dict:
     # the floor's second set scored like fakes: its FD is eval/fd_floor; the MNIST score and
     # coverage of real digits
     real_scores = judge.scores(judge.split.reference.images[n:2 * n].astype(np.float32)[..., None] / 255.0)
-    trainer = train.Trainer(cfg, data.load(cfg.data, cfg.seed), tracking.NullTracker())
-    trainer._run_chunk(20)  # tracing and warm-up
+    real = data.load(cfg.data, cfg.seed)
+    gan = train.build_gan(cfg, real)
+
+    def run_steps(k: int) -> None:
+        for value in gan.run_steps(k).values():
+            float(value)  # waits for the steps
+
+    def generate(k: int) -> np.ndarray:  # as the Trainer generates: the run's eval noise, in chunks
+        z = train.eval_noise(cfg.seed, k, gan.config.latent_dim)
+        return train.generate_chunked(gan.generate, z, gan.generator.output_shape[1:])
+
+    run_steps(20)  # tracing and warm-up
     steps = 100
     started = time.perf_counter()
-    trainer._run_chunk(steps)
+    run_steps(steps)
     step_s = (time.perf_counter() - started) / steps
-    dcgan.evaluate(trainer.generate, trainer.real, cfg, 0)  # warm-up (traces the generator at n)
+    dcgan.evaluate(generate, real, cfg, 0)  # warm-up (traces the generator at n)
     evals, gens = [], []
     for _ in range(max(repeats, 1)):
         started = time.perf_counter()
-        trainer.generate(n)
+        generate(n)
         gens.append(time.perf_counter() - started)
         started = time.perf_counter()
-        dcgan.evaluate(trainer.generate, trainer.real, cfg, 0)
+        dcgan.evaluate(generate, real, cfg, 0)
         evals.append(time.perf_counter() - started)
     return {"n": n, "eval_every": int(cfg.eval_every), "step_s": step_s, "eval_s": statistics.median(evals),
             "generate_s": statistics.median(gens), "train_s": judge.classifier.train_s, "accuracy": judge.accuracy,
