@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gan_runner import stopping, sweep
-from gan_runner.config import CONF_DIR, check_group_overrides, did_you_mean, validate
+from gan_runner.config import CONF_DIR, check_group_overrides, compose, did_you_mean, validate
 from gan_runner.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_JOBS_FAILED, ConfigError, DataError
 from gan_runner.stopping import Diverged, Interrupted, SignalStop
 
@@ -80,37 +80,33 @@ def precompose(args: list[str]) -> None:
     overrides = [a for a in args if not a.startswith("-")]
     if any(f not in ("-m", "--multirun") for f in flags):  # --cfg, --help, -cn, ...: Hydra's business
         return
-    from hydra import initialize_config_dir
+    if not flags:
+        cfg = compose_or_fail(overrides)
+        search = cfg.hydra.runtime.choices.get("hparams_search")
+        if search:
+            fail(f"hparams_search={search}: a search runs its trials as a multirun; add -m "
+                 f"(python -m gan_runner -m {' '.join(overrides)})")
+        validate_or_fail(cfg, overrides)
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        if not flags:
-            cfg = compose_or_fail(overrides)
-            search = cfg.hydra.runtime.choices.get("hparams_search")
-            if search:
-                fail(f"hparams_search={search}: a search runs its trials as a multirun; add -m "
-                     f"(python -m gan_runner -m {' '.join(overrides)})")
-            validate_or_fail(cfg, overrides)
-            return
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
-        cfg = compose_or_fail(fixed)
-        grid = str(cfg.hydra.sweeper._target_).endswith("BasicSweeper")
-        params = cfg.hydra.sweeper.get("params")
-        params = OmegaConf.to_container(params) if params is not None else {}
-        for job in sweep.planned_jobs(overrides, params, grid):
-            swept = [o for o in job if o not in fixed]
-            validate_or_fail(compose_or_fail(job, swept), job, swept)
+    fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
+    cfg = compose_or_fail(fixed)
+    grid = str(cfg.hydra.sweeper._target_).endswith("BasicSweeper")
+    params = cfg.hydra.sweeper.get("params")
+    params = OmegaConf.to_container(params) if params is not None else {}
+    for job in sweep.planned_jobs(overrides, params, grid):
+        swept = [o for o in job if o not in fixed]
+        validate_or_fail(compose_or_fail(job, swept), job, swept)
 
 
 def compose_or_fail(overrides: list[str], job: list[str] | None = None) -> DictConfig:
     """The composed config (with its hydra node); Hydra's errors as one line naming the key."""
-    from hydra import compose
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        return compose(overrides, hydra=True)
     except (HydraException, OmegaConfBaseException) as err:
         fail(hydra_message(f"{err}\n{err.__cause__ or ''}") + in_job(job))
 

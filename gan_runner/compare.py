@@ -33,10 +33,10 @@ from typing import Any
 
 from gan_runner import seeds, tracking
 from gan_runner.errors import EXIT_BAD_INPUT, BadInput
+from gan_runner.store import RUN_ID
 
 SORT_KEYS = ("objective", "best", "duration", "start", "name")
 MAX_PARAM_COLUMNS = 12  # wider tables stop being readable; the rest are named under the table
-RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass

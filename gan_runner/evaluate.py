@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -32,8 +31,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from gan_runner.errors import EXIT_BAD_INPUT, BadInput, ConfigError, DataError
-
-RUN_ID = re.compile(r"[0-9a-f]{32}")
+from gan_runner.store import RUN_ID
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -69,16 +67,13 @@ def config_from(overrides: list[str], base: str | dict | None) -> DictConfig:
     if bad:
         raise BadInput(f"'{bad[0]}': overrides are key=value (e.g. data.path=/data/mnist)")
     if base is None:
-        from hydra import compose as hydra_compose
-        from hydra import initialize_config_dir
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
 
-        from gan_runner.config import CONF_DIR
+        from gan_runner.config import compose
 
         try:
-            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-                return validate(hydra_compose(config_name="config", overrides=["model=dcgan", *overrides]))
+            return validate(compose(["model=dcgan", *overrides]))
         except (HydraException, OmegaConfBaseException) as err:
             raise BadInput(str(err).splitlines()[0]) from None
     try:

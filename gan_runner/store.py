@@ -6,12 +6,14 @@ TensorFlow (the commands check their store before those load)."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from gan_runner.errors import ConfigError
 
 SQLITE = "sqlite:///"
+RUN_ID = re.compile(r"[0-9a-f]{32}")  # an MLflow run id (fullmatch)
 
 
 def resolve_uri(uri: str | None) -> str:

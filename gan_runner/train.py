@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import shlex
 import sys
 import tempfile
@@ -114,7 +113,7 @@ def _resume(cfg: DictConfig, where: store.Store, overrides: list[str]):
     A run id with no checkpoint (killed before its first one) is ended KILLED, in one line."""
     uri, root = where.uri, where.checkpoints
     token = str(cfg.resume)
-    if uri and re.fullmatch(r"[0-9a-f]{32}", token) and not Path(token).exists() \
+    if uri and store.RUN_ID.fullmatch(token) and not Path(token).exists() \
             and not checkpoint.checkpoints(root / token):
         status = tracking.end_orphan(cfg.tracking, token)
         if status == "FINISHED":  # checkpoints deleted since: its numbers are in the store

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from gan_runner.config import CONF_DIR, validate
+from gan_runner.config import compose, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 MNIST = Path(os.environ.get("GAN_RUNNER_MNIST", ROOT.parent / "shared" / "datasets" / "mnist"))
@@ -46,8 +45,7 @@ TINY_1D = ["train_steps=60", "eval_every=30", "log_every=10", "plot_every=60", "
 
 def compose_cfg(overrides: list[str]):
     """The real composed + validated config, as `python -m gan_runner <overrides>` would see it."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return validate(compose(config_name="config", overrides=overrides), overrides)
+    return validate(compose(overrides), overrides)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -76,12 +74,20 @@ def client(store):
     return MlflowClient(tracking_uri=store)
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m gan_runner <args>` in a subprocess, as a user would type it."""
+def cli_env(env: dict | None = None) -> dict[str, str]:
+    """The environment of a CLI subprocess: this one's, quiet TensorFlow, no MLFLOW_TRACKING_URI
+    (the store is always given as tracking.uri=), plus `env`."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     full_env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "gan_runner", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
+    return full_env
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict | None = None,
+            python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`python -m gan_runner <args>` in a subprocess, as a user would type it (`python_flags`:
+    the interpreter's own, e.g. ("-X", "importtime"))."""
+    return subprocess.run([sys.executable, *python_flags, "-m", "gan_runner", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=cli_env(env))
 
 
 def all_runs(client, experiment: str):

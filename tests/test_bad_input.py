@@ -4,17 +4,14 @@ traceback, no MLflow store or run, no outputs/ or multirun/ folder, and without 
 Python's own `-X importtime` trace, not a clock)."""
 
 import importlib.util
-import os
 import socket
 import struct
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import MNIST
+from conftest import MNIST, run_cli
 
 
 def _driver_or_server(module: str, package: str) -> list[str]:
@@ -149,11 +146,8 @@ def test_bad_input_one_line_exit_2_no_run_no_tensorflow(tmp_path, overrides, wor
         client = MlflowClient(tracking_uri=finished["store"])
         before = (client.get_run(finished["run"]).to_dictionary(), sorted(finished["folder"].iterdir()))
     args = [o.format(**fill) for o in overrides]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("MLFLOW_TRACKING_URI", None)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "gan_runner", *args], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=120)
+    result = run_cli(args, tmp_path, timeout=120, python_flags=("-X", "importtime"))
     elapsed = time.monotonic() - started
     imported = {ln.split("|")[-1].strip() for ln in result.stderr.splitlines() if ln.startswith("import time:")}
     lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("import time:")]
@@ -180,12 +174,10 @@ def test_weights_load_of_a_run_that_is_not_in_the_store_fails_before_any_run(tmp
     experiment = client.create_experiment("gaussian1d", artifact_location=(tmp_path / "mlartifacts").as_uri())
     weightless = client.create_run(experiment).info.run_id
     client.set_terminated(weightless, "KILLED")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("MLFLOW_TRACKING_URI", None)
     for run_id, words in (("0123456789abcdef0123456789abcdef", "no run 0123456789abcdef0123456789abcdef in"),
                           (weightless, f"run {weightless} in {store} has no weights/ artifacts (its status: KILLED)")):
-        result = subprocess.run([sys.executable, "-X", "importtime", "-m", "gan_runner", f"tracking.uri={store}",
-                                 f"weights.load={run_id}"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        result = run_cli([f"tracking.uri={store}", f"weights.load={run_id}"], tmp_path, timeout=120,
+                         python_flags=("-X", "importtime"))
         imported = {ln.split("|")[-1].strip() for ln in result.stderr.splitlines() if ln.startswith("import time:")}
         lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("import time:")]
         assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]

@@ -2,7 +2,6 @@
 killed half way, divergence, early stop, and an exception, against a real SQLite MLflow store."""
 
 import math
-import os
 import shlex
 import signal
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import MNIST, ROOT, TINY_1D, TINY_DCGAN, all_runs, compose_cfg, metric_history
+from conftest import MNIST, ROOT, TINY_1D, TINY_DCGAN, all_runs, cli_env, compose_cfg, metric_history, run_cli
 from gan_runner import checkpoint, train
 from gan_runner.config import ConfigError
 from gan_runner.stopping import PAUSE_ENV, SignalStop
@@ -29,10 +28,8 @@ class Cli:
     def __init__(self, args: list[str], cwd: Path, env: dict | None = None):
         self.cwd, n = cwd, len(list(cwd.glob("stdout-*")))
         self.stdout, self.stderr = cwd / f"stdout-{n}", cwd / f"stderr-{n}"
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-        env.pop("MLFLOW_TRACKING_URI", None)
         with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gan_runner", *args], cwd=cwd, env=env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "gan_runner", *args], cwd=cwd, env=cli_env(env),
                                          stdout=out, stderr=err)
 
     def wait_until(self, ready, what: str, timeout: float = 240) -> None:
@@ -252,10 +249,7 @@ def test_divergence_fails_the_run_cleanly(tmp_path, store, client):
     """A huge learning rate makes the losses inf/NaN within a few steps, for real."""
     args = [f"tracking.uri={store}", "train_steps=200", "log_every=1", "eval_every=1000", "plot_every=1000",
             "eval.n_fake=200", "optimizer.d.learning_rate=1e10", "optimizer.g.learning_rate=1e10"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    out = subprocess.run([sys.executable, "-m", "gan_runner", *args], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = run_cli(args, tmp_path)
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("gan_runner:")]
     assert out.returncode == 3 and len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
     run = _the_run(client)

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
 from conftest import compose_cfg, metric_history, run_cli
 from gan_runner import sweep, tracking  # noqa: F401  (sweep registers the optuna_direction resolver, as the CLI does)
-from gan_runner.config import CONF_DIR
+from gan_runner.config import CONF_DIR, compose
 
 TINY = ["train_steps=30", "eval_every=30", "log_every=10", "plot_every=30", "eval.n_fake=1000",
         "checkpoint.every=0"]
@@ -192,8 +191,7 @@ def test_sweep_end_marks_a_child_left_running_killed(tmp_path, migrated_db):
 
 
 def compose_with_hydra(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    return compose(overrides, hydra=True)
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))

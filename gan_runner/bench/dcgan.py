@@ -105,13 +105,10 @@ def step_flops(g_flops: int, d_flops: int, batch: int, update: str) -> int:
 def worker(steps: int, overrides: list[str]) -> dict:
     """Build the default DCGAN once per update rule (batch 64, the real digits), warm up, then
     time `steps` single steps of each, alternating between them."""
-    from hydra import compose, initialize_config_dir
-
     from gan_runner import config, data, train
 
-    with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
-        base = ["model=dcgan", "tracking=none", f"batch.size={BATCH}", *_data_args(), *overrides]
-        cfgs = {u: config.validate(compose(config_name="config", overrides=[*base, f"trainer.update={u}"])) for u in UPDATES}
+    base = ["model=dcgan", "tracking=none", f"batch.size={BATCH}", *_data_args(), *overrides]
+    cfgs = {u: config.validate(config.compose([*base, f"trainer.update={u}"])) for u in UPDATES}
     real = data.load(cfgs[UPDATES[0]].data, 0)
     gans = {u: train.build_gan(cfg, real) for u, cfg in cfgs.items()}
     import tensorflow as tf

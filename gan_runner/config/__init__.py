@@ -5,6 +5,7 @@ TensorFlow or MLflow. What other modules use is re-exported here."""
 from gan_runner.config.checks import (
     CONF_DIR,
     check_group_overrides,
+    compose,
     did_you_mean,
     flatten,
     group_options,
@@ -16,5 +17,5 @@ from gan_runner.config.schema import DATA_SCHEMAS, MODEL_SCHEMAS, OPTIMIZER_COMM
 from gan_runner.errors import ConfigError
 
 __all__ = ["CONF_DIR", "ConfigError", "DATA_SCHEMAS", "MODEL_SCHEMAS", "OPTIMIZER_COMMON_PARAMS", "OPTIMIZER_PARAMS",
-           "RunConf", "check_group_overrides", "did_you_mean", "flatten", "group_options", "known_keys",
+           "RunConf", "check_group_overrides", "compose", "did_you_mean", "flatten", "group_options", "known_keys",
            "user_keys", "validate"]

@@ -12,7 +12,6 @@ import dataclasses
 import difflib
 import functools
 import math
-import re
 import typing
 from pathlib import Path
 from typing import Any, Optional
@@ -32,6 +31,7 @@ from gan_runner.config.schema import (
 )
 from gan_runner.data.images import IMAGE_HW
 from gan_runner.errors import ConfigError
+from gan_runner.store import RUN_ID
 
 IMAGE_CHANNELS = 1  # MNIST and Fashion-MNIST are grayscale
 
@@ -60,6 +60,16 @@ def flatten(node: Any, prefix: str = "") -> dict[str, str]:
 
 
 # ---- command-line group choices (checked before Hydra composes) ---------------------------
+
+
+def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
+    """What conf/ composes for these overrides, as `python -m gan_runner <overrides>` sees it
+    (not validated; with the `hydra` node if asked). Hydra's errors pass through."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
 
 
 def group_options(group: str) -> list[str]:
@@ -411,7 +421,7 @@ def _check_image_data(cfg: DictConfig) -> None:
 def _check_weights_load(source: str | None) -> None:
     """A folder of .weights.h5 files, or an MLflow run id (32 hex characters) in the tracking store."""
     if source and not Path(source).expanduser().is_dir():
-        _need(re.fullmatch(r"[0-9a-f]{32}", source) is not None,
+        _need(RUN_ID.fullmatch(source) is not None,
               f"weights.load: '{source}' is neither a folder of .weights.h5 files nor an MLflow run id (32 hex characters)")
 
 
