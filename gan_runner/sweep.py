@@ -71,7 +71,8 @@ class MlflowSweepCallback(Callback):
                 "sweep.sweeper": str(config.hydra.sweeper._target_).rsplit(".", 1)[-1],
                 "sweep.launcher": str(config.hydra.launcher._target_).rsplit(".", 1)[-1]}
         name = config.tracking.run_name or f"sweep {sweep_dir.name}"
-        self.parent = tracking.start_parent_run(config.tracking, name, tags)
+        about = tracking.experiment_about(config)  # the experiment's description and runs view
+        self.parent = tracking.start_parent_run(config.tracking, name, tags, about)
         os.environ[ENV_PARENT], os.environ[ENV_DIR] = self.parent[1], str(sweep_dir)
         # on_multirun_end is skipped when the sweep raises (fail_fast, a crash): end it then too.
         atexit.register(self._end, config.objective, config.objective_mode, "FAILED")
@@ -84,7 +85,9 @@ class MlflowSweepCallback(Callback):
             tracking.log_seed_aggregate(uri, parent)
             log.info("sweep summary: %s", ", ".join(f"{k}={v}" for k, v in summary.items()))
             OUTCOME.update(summary)
-            print(summary_text(summary, uri, parent), flush=True)
+            links = (tracking.sweep_view(uri, parent, config.objective, config.objective_mode),
+                     tracking.run_links(uri, parent, config.objective)[1])
+            print(summary_text(summary, uri, parent, links), flush=True)
 
     def _end(self, objective: str, mode: str, status: str) -> dict[str, str]:
         if self.parent is None:
@@ -98,14 +101,18 @@ class MlflowSweepCallback(Callback):
 OUTCOME: dict[str, str] = {}  # the last sweep's summary in this process (cli's exit status reads it)
 
 
-def summary_text(summary: dict[str, str], uri: str, parent_id: str) -> str:
-    """What a sweep prints at its end: jobs finished / failed, the best job, where it all is."""
+def summary_text(summary: dict[str, str], uri: str, parent_id: str,
+                 links: tuple[str, str] | None = None) -> str:
+    """What a sweep prints at its end: jobs finished / failed, the best job, where it all is
+    (`links`: the UI's URLs of the jobs sorted by the objective and of the parent run)."""
     best = (f"best: job #{summary['sweep.best_job']} ({summary['sweep.best_run_name']}) "
             f"{summary['sweep.objective']} = {summary['sweep.best_value']}") if "sweep.best_run_id" in summary \
         else "best: none (no job finished with a finite objective)"
     return (f"sweep: {summary['sweep.n_jobs']} jobs, {summary['sweep.n_finished']} finished, "
             f"{summary['sweep.n_failed']} failed; {best}\n"
-            f"  parent run {parent_id} in {uri}")
+            f"  parent run {parent_id} in {uri}"
+            + (f"\n  its jobs by {summary['sweep.objective']}: {links[0]}"
+               f"\n  the parent run: {links[1]}" if links else ""))
 
 
 def failed_jobs() -> int:

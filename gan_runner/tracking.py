@@ -8,6 +8,7 @@ would dominate a 1-D run). Non-finite values are never sent: the UI cannot plot 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -235,21 +236,124 @@ def ensure_store(uri: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def ensure_experiment(client, name: str, uri: str) -> str:
-    """The experiment's id, creating it if needed. Safe when parallel jobs race to create it."""
+def ensure_experiment(client, name: str, uri: str, about: dict[str, str] | None = None) -> str:
+    """The experiment's id, creating it if needed. Safe when parallel jobs race to create it.
+    `about` (experiment_about: model, data, objective, mode) makes it a Model-training
+    experiment with a description and the runs view sorted by the objective (experiment_tags);
+    tags an experiment lacks (made by an older version, or a new objective) are added."""
     from mlflow.exceptions import MlflowException
 
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    root = artifact_root(uri)  # artifacts beside the DB, not in whatever cwd the job had
-    try:
-        return client.create_experiment(name, artifact_location=root.as_uri() if root else None)
-    except MlflowException:
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+    if found is None:
+        root = artifact_root(uri)  # artifacts beside the DB, not in whatever cwd the job had
+        tags = experiment_tags(about) if about else {KIND_TAG: KIND}
+        try:
+            location = root.as_uri() if root else None
+            return client.create_experiment(name, artifact_location=location, tags=tags)
+        except MlflowException:
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    wanted = experiment_tags(about, found.tags.get(NOTE_TAG)) if about else {KIND_TAG: KIND}
+    for key, value in wanted.items():
+        # a description already there stays (the user may have written it)
+        if found.tags.get(key) != value and not (key == NOTE_TAG and found.tags.get(key)):
+            client.set_experiment_tag(found.experiment_id, key, value)
+    return found.experiment_id
+
+
+# ---- the MLflow UI a GAN user lands in: Model training, the runs sorted by the objective ----
+# MLflow 3.17's UI opens its GenAI workspace unless the URL says ?workflowType=machine_learning
+# (its choice is kept in the browser's localStorage, GenAI by default; a click in the
+# experiments list drops the URL's choice). Sort, filter and columns come from a "shared view":
+# the experiment tag mlflow.sharedViewState.<key> (JSON of the search facets and the table's
+# columns) that ?viewStateShareKey=<key> opens (read from the UI's bundle: experiment page's
+# useSharedViewState; URL facets like orderByKey alone cannot add the objective's column).
+ML_VIEW = "workflowType=machine_learning"
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # the experiment's description in the UI
+VIEW_TAG = "mlflow.sharedViewState."
+OBJECTIVE_TAG = "gan_runner.objective"  # "<metric> (<min|max>)" of the newest run: make ui's links
+
+
+def experiment_about(cfg) -> dict[str, str]:
+    """What an experiment's tags are made from, out of a run's (validated) config."""
+    return {"model": str(cfg.model.name), "data": str(cfg.data.name), "objective": str(cfg.objective),
+            "mode": str(cfg.objective_mode)}
+
+
+def experiment_tags(about: dict[str, str], note: str | None = None) -> dict[str, str]:
+    objective, mode = about["objective"], about["mode"]
+    better = "lower" if mode == "min" else "higher"
+    description = note or (
+        f"GAN runs of model **{about['model']}** on data **{about['data']}**, trained by gan_runner "
+        f"(Keras 3, Hydra configs). Read **{objective}** ({better} is better): the runs table opened from "
+        f"the links gan_runner prints is sorted by it. Sweeps are parent runs with their jobs nested; a "
+        f"parent holds sweep/best_objective and agg/<group>/<metric>_mean, _std, _n over seeds.")
+    return {KIND_TAG: KIND, NOTE_TAG: description, OBJECTIVE_TAG: f"{objective} ({mode})",
+            VIEW_TAG + view_key(objective): view_state(objective, mode)}
+
+
+def view_key(objective: str, sweep: str | None = None) -> str:
+    """The shared view's key: the URL's viewStateShareKey and the tag's suffix."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"gan_runner_{objective}" + (f"_sweep_{sweep}" if sweep else ""))
+
+
+def view_state(objective: str, mode: str, params: list[str] = (), search: str = "") -> str:
+    """The runs table sorted by the objective (best first), its column shown first, then `params`."""
+    columns = [f"metrics.`{objective}`", *(f"params.`{p}`" for p in params)]
+    return json.dumps({"searchFilter": search, "orderByKey": f"metrics.`{objective}`",
+                       "orderByAsc": mode == "min", "selectedColumns": columns})
+
+
+def ui_base(uri: str) -> str:
+    """Where the UI of store `uri` is: the server itself, else where `make ui` serves it."""
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
+
+
+def experiment_url(base: str, experiment_id: str, key: str | None = None) -> str:
+    """The experiment's runs in the Model-training workspace, in the shared view `key`."""
+    share = f"viewStateShareKey={key}&" if key else ""
+    return f"{base}/#/experiments/{experiment_id}/runs?{share}{ML_VIEW}"
+
+
+def run_url(base: str, experiment_id: str, run_id: str) -> str:
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{ML_VIEW}"
+
+
+def run_links(uri: str, run_id: str, objective: str) -> tuple[str, str]:
+    """(its experiment's runs sorted by `objective`, the run's page) in the Model-training UI."""
+    experiment_id = get_run(uri, run_id).info.experiment_id
+    base = ui_base(uri)
+    return experiment_url(base, experiment_id, view_key(objective)), run_url(base, experiment_id, run_id)
+
+
+def experiment_links(uri: str, base: str) -> list[tuple[str, str]]:
+    """[(experiment name, its runs view URL)] of the experiments gan_runner made, newest first."""
+    out = []
+    for exp in _reader(uri).search_experiments(order_by=["last_update_time DESC"]):
+        objective = exp.tags.get(OBJECTIVE_TAG, "").rsplit(" (", 1)[0]
+        if objective:
+            out.append((exp.name, experiment_url(base, exp.experiment_id, view_key(objective))))
+    return out
+
+
+def sweep_view(uri: str, parent_id: str, objective: str, mode: str) -> str:
+    """A shared view of one sweep's jobs (sorted by the objective, the swept params as columns)
+    on their experiment; returns its URL."""
+    from gan_runner import seeds
+
+    client = _reader(uri)
+    children = find_runs(uri, f"tags.`{PARENT_TAG}` = '{parent_id}'")
+    params = [dict(r.data.params) for r in children]
+    swept = seeds.setting_keys(params) + [k for k in seeds.SEED_PARAMS if len({p.get(k) for p in params}) > 1]
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    key = view_key(objective, parent_id)
+    client.set_experiment_tag(experiment_id, VIEW_TAG + key,
+                              view_state(objective, mode, swept, f"tags.`{PARENT_TAG}` = '{parent_id}'"))
+    return experiment_url(ui_base(uri), experiment_id, key)
 
 
 # Python database drivers SQLAlchemy loads for MLflow's database stores -> what pip installs.
@@ -386,12 +490,14 @@ def end_orphan(tracking_cfg, run_id: str) -> str | None:
 
 @contextmanager
 def open_run(tracking_cfg, run_name: str, tags: dict[str, str], run_id: str | None = None,
-             after_step: int = -1, local_dir: Path | None = None) -> Iterator[NullTracker]:
+             after_step: int = -1, local_dir: Path | None = None,
+             about: dict[str, str] | None = None) -> Iterator[NullTracker]:
     """A tracker for one run (a new one, or `run_id` continued by a resume from the checkpoint at
     `after_step`). The run ends
     FINISHED, KILLED on Ctrl-C / SIGTERM, FAILED on any other exception (the error as a tag,
     the traceback in error.log), and its buffered metrics are flushed either way.
-    tracking=none: a LocalTracker writing into `local_dir` (a NullTracker without one)."""
+    tracking=none: a LocalTracker writing into `local_dir` (a NullTracker without one).
+    `about`: the experiment's tags (ensure_experiment)."""
     if tracking_cfg.name == "none":
         yield LocalTracker(local_dir) if local_dir else NullTracker()
         return
@@ -400,7 +506,7 @@ def open_run(tracking_cfg, run_name: str, tags: dict[str, str], run_id: str | No
     uri = resolve_uri(tracking_cfg.uri)
     ensure_store(uri)
     client = MlflowClient(tracking_uri=uri)
-    experiment_id = ensure_experiment(client, tracking_cfg.experiment, uri)
+    experiment_id = ensure_experiment(client, tracking_cfg.experiment, uri, about)
     commit = git_commit()
     if commit:
         tags = {**tags, "mlflow.source.git.commit": commit}
@@ -446,7 +552,8 @@ def write_temp(name: str, data: bytes) -> Path:
 PARENT_TAG = "mlflow.parentRunId"  # what the UI nests child runs by
 
 
-def start_parent_run(tracking_cfg, run_name: str, tags: dict[str, str]) -> tuple[str, str]:
+def start_parent_run(tracking_cfg, run_name: str, tags: dict[str, str],
+                     about: dict[str, str] | None = None) -> tuple[str, str]:
     """Create the store, the experiment and a RUNNING parent run; return (uri, run_id).
 
     Called once in the launching process before any job starts, so parallel jobs find the
@@ -456,7 +563,7 @@ def start_parent_run(tracking_cfg, run_name: str, tags: dict[str, str]) -> tuple
     uri = resolve_uri(tracking_cfg.uri)
     ensure_store(uri)
     client = MlflowClient(tracking_uri=uri)
-    experiment_id = ensure_experiment(client, tracking_cfg.experiment, uri)
+    experiment_id = ensure_experiment(client, tracking_cfg.experiment, uri, about)
     tags = {**tags, PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
     return uri, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
 

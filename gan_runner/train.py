@@ -73,7 +73,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     try:
         with stopping.SignalStop() as stop, \
                 tracking.open_run(cfg.tracking, sweep.run_name(cfg, overrides), sweep.run_tags(cfg, overrides),
-                                  run_id, resumed.step if resumed else -1, local) as tracker:
+                                  run_id, resumed.step if resumed else -1, local,
+                                  tracking.experiment_about(cfg)) as tracker:
             folder = root / tracker.run_id if tracker.run_id and not resumed else local
             _start_logging(cfg, tracker, folder, resumed, changes)
             stopping.phase("run")
@@ -150,10 +151,15 @@ def summary(cfg: DictConfig, overrides: list[str], run_id: str | None, folder: P
         opener = "make ui"
     else:
         opener = f"python -m gan_runner.ui --tracking-uri {shlex.quote(uri)}"
+    runs, page = tracking.run_links(uri, run_id, cfg.objective)
+    if not uri.startswith(("http://", "https://")):
+        opener += ", then open"
     return (f"{head} (run id {run_id}): {objective}\n"
             f"  store:       {uri}\n"
             f"  checkpoints: {folder}\n"
-            f"  open it:     {opener}")
+            f"  open it:     {opener}\n"
+            f"  runs by {cfg.objective}: {runs}\n"
+            f"  this run:    {page}")
 
 
 def _start_logging(cfg: DictConfig, tracker: tracking.NullTracker, folder: Path, resumed, changes=()) -> None:

@@ -29,7 +29,7 @@ from gan_runner import tracking
 from gan_runner.errors import EXIT_BAD_INPUT
 from gan_runner.store import sqlite_missing
 
-ML_VIEW = "workflowType=machine_learning"
+ML_VIEW = tracking.ML_VIEW  # "workflowType=machine_learning": the Model-training workspace
 RUN_NAME_CELL = "[role=gridcell][col-id*='Run Name']"  # the runs table (ag-grid)
 ARTIFACT_NODE = "[data-testid=artifact-tree-node]"
 CHART_CARD = "[data-testid=experiment-view-compare-runs-card]"  # one chart on a run's Model metrics tab
@@ -139,7 +139,10 @@ def run_server(uri: str, port: int, workers: int, host: str = "127.0.0.1", acces
             print(f"ui: {err} (is port {port} taken? choose another: --port / make ui PORT=...)", file=sys.stderr)
             end_group(server, signal.SIGTERM)
             return 1
-        print(f"MLflow UI: http://{local}:{port}/#/experiments?{ML_VIEW}\n"
+        base = f"http://{local}:{port}"
+        # an experiment opened from MLflow's list falls back to its GenAI workspace: direct links
+        links = "".join(f"  {name}: {url}\n" for name, url in tracking.experiment_links(uri, base))
+        print(f"MLflow UI: {base}/#/experiments?{ML_VIEW}\n{links}"
               f"  store: {uri}\n  Ctrl-C stops it", flush=True)
         return server.wait()
     except KeyboardInterrupt:

@@ -125,12 +125,14 @@ def filled_store(tmp_path_factory):
     commands = [["-m", f"tracking.uri={uri}", f"hydra.sweep.dir={sweep_dir}", *SWEEP_1D, "seed=1,2"],
                 ["model=dcgan", f"data.path={MNIST}", f"tracking.uri={uri}", *TINY_DCGAN]]
     with ThreadPoolExecutor(2) as pool:
-        for proc in pool.map(lambda args: run_cli(args, cwd=folder), commands):
-            assert proc.returncode == 0, proc.stderr[-3000:]
+        procs = list(pool.map(lambda args: run_cli(args, cwd=folder), commands))
+    for proc in procs:
+        assert proc.returncode == 0, proc.stderr[-3000:]
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=100)
     (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
     (dcgan,) = [r for r in runs if r.data.tags.get("model") == "dcgan"]
     children = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
                       key=lambda r: r.data.params["seed"])
     return SimpleNamespace(uri=uri, folder=folder, client=client, sweep_dir=sweep_dir, parent=parent,
-                           children=children, dcgan=dcgan)
+                           children=children, dcgan=dcgan,
+                           printed={"sweep": procs[0].stdout, "dcgan": procs[1].stdout})  # the summaries' links

@@ -1,5 +1,6 @@
 """End to end in-process: real Hydra config, real TensorFlow, real MLflow on a temp SQLite store."""
 
+import json
 import math
 
 import numpy as np
@@ -107,17 +108,29 @@ def test_tracking_none_writes_no_store_but_keeps_weights_and_pictures_and_says_w
 def test_every_run_ends_with_where_it_is_and_how_to_open_it(store, client, capsys, tmp_path, monkeypatch):
     objective, cfg = _run(store)
     (run,) = all_runs(client, "gaussian1d")
-    last = capsys.readouterr().out.rstrip().splitlines()[-4:]
+    last = capsys.readouterr().out.rstrip().splitlines()[-6:]
+    # the links open the Model-training UI (not MLflow's GenAI default), the runs sorted by the objective
+    base, exp = "http://127.0.0.1:5000/#/experiments", run.info.experiment_id
     assert last == [f"gan_runner: finished 'gaussian1d {' '.join(TINY_1D)}' (run id {run.info.run_id}): "
                     f"eval/kl_target={objective:.6g}",
                     f"  store:       {store}",
                     f"  checkpoints: {tmp_path / 'checkpoints' / run.info.run_id}",
-                    f"  open it:     python -m gan_runner.ui --tracking-uri {store}"]
+                    f"  open it:     python -m gan_runner.ui --tracking-uri {store}, then open",
+                    f"  runs by eval/kl_target: {base}/{exp}/runs?viewStateShareKey=gan_runner_eval_kl_target"
+                    f"&workflowType=machine_learning",
+                    f"  this run:    {base}/{exp}/runs/{run.info.run_id}?workflowType=machine_learning"]
     # From the project folder with its default store, `make ui` opens it.
     (tmp_path / "gan_runner").mkdir()
     (tmp_path / "gan_runner" / "ui.py").write_text("")
     monkeypatch.chdir(tmp_path)
-    assert train.summary(cfg, [], run.info.run_id, tmp_path, 0.5).endswith("  open it:     make ui")
+    assert "  open it:     make ui, then open\n" in train.summary(cfg, [], run.info.run_id, tmp_path, 0.5)
+    # the experiment is a Model-training one, with a description naming the objective and the view
+    tags = client.get_experiment(exp).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "**eval/kl_target** (lower is better)" in tags["mlflow.note.content"]
+    assert json.loads(tags["mlflow.sharedViewState.gan_runner_eval_kl_target"]) == {
+        "searchFilter": "", "orderByKey": "metrics.`eval/kl_target`", "orderByAsc": True,
+        "selectedColumns": ["metrics.`eval/kl_target`"]}
 
 
 def test_cli_end_to_end_default_store_in_working_dir(tmp_path):

@@ -15,6 +15,7 @@ when run as root; under GAN_RUNNER_REQUIRE_ALL=1, as in CI, they fail instead);
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -69,7 +70,9 @@ def page(filled_store, browser, tmp_path_factory):
     Ctrl-C afterwards, and checked to be gone."""
     log = tmp_path_factory.mktemp("ui_log") / "ui.log"
     with ui.serve(filled_store.folder, log=log) as url:
-        yield ui.UiPage(browser, url)
+        page = ui.UiPage(browser, url)
+        page.log = log  # what `make ui` printed
+        yield page
     text = log.read_text()
     assert "MLflow UI stopped" in text and f"store: {filled_store.uri}" in text, text[-2000:]
     with pytest.raises(OSError):  # nothing answers any more
@@ -121,6 +124,119 @@ def test_the_dcgan_sample_grid_renders_per_step_and_as_an_artifact(filled_store,
     page.open_artifact(grid.path)
     assert page.natural_size(page.previewed_image()) == grid_size
     page.screenshot(shots / "dcgan_samples_artifact.png")
+
+
+def _links(printed: str) -> dict[str, str]:
+    """The printed '  <what>: http://...' lines as {what: URL}."""
+    return {m.group(1).strip(): m.group(2) for m in re.finditer(r"^(.+?):\s+(http://\S+)$", printed, re.M)}
+
+
+# the table's rows, top to bottom: (run id, {column id: cell text}); ag-grid splits a row over
+# its pinned and scrolling parts, which share the row-index
+TABLE_ROWS = """
+const rows = {};
+for (const cell of document.querySelectorAll('[role=gridcell][col-id]')) {
+  const row = cell.closest('[row-index]');
+  if (!row) continue;
+  const k = row.getAttribute('row-index');
+  const r = rows[k] = rows[k] || {id: null, cells: {}};
+  const link = cell.querySelector('a[href*="/runs/"]');
+  if (link) r.id = link.getAttribute('href').split('/runs/')[1].split(/[?/]/)[0];
+  r.cells[cell.getAttribute('col-id')] = cell.innerText;
+}
+return Object.keys(rows).sort((a, b) => a - b).map(k => [rows[k].id, rows[k].cells]);
+"""
+
+
+def _model_training(page, experiment_id: str) -> dict[str, str]:
+    """Asserts the page is the Model-training workspace and not the GenAI one; returns the side
+    navigation's {link text: href} of the experiment."""
+    d = page.driver
+    page.find(f"a[href*='/experiments/{experiment_id}/runs?']")
+    links = d.find_elements("css selector", f"a[href*='/experiments/{experiment_id}/']")
+    nav = {a.text: a.get_attribute("href") for a in links if a.text}
+    assert "workflowType=machine_learning" in nav["Runs"] and "Models" in nav, nav
+    assert not [h for h in nav.values() if "workflowType=genai" in h], nav  # Sessions, Judges, Prompts ...
+    genai = "[data-component-id^='mlflow.experiment.overview'], [data-component-id^='mlflow.detect_issues']"
+    assert d.find_elements("css selector", genai) == []  # no Traces/Latency overview, no "Detect Issues"
+    return nav
+
+
+def _runs_table(page, objective: str, n: int) -> list[tuple[str, dict[str, str]]]:
+    header = page.find(f"[data-testid='sort-header-{objective}']")
+    assert header.is_displayed()  # the objective's column, in view without scrolling
+    def full(d):
+        rows = d.execute_script(TABLE_ROWS)
+        return rows if len(rows) == n and all(r[0] for r in rows) else None
+
+    return page.wait.until(full, message=f"not {n} rows in the runs table")
+
+
+@browser_test
+def test_a_fresh_browser_follows_the_printed_links_into_model_training(filled_store, page, shots):
+    """What `make ui` and the runs print lead a browser that never saw MLflow (fresh profile:
+    MLflow keeps its GenAI / Model-training choice in localStorage, GenAI by default) to the runs
+    table sorted by the objective with its column shown; the plain experiment link (MLflow's own
+    list) is checked to land in GenAI, which is why the links carry their view."""
+    s = filled_store
+    started = time.monotonic()
+    base = "http://127.0.0.1:5000"  # where make ui serves by default: the runs print that
+    # printed once the server answers, a moment after ui.serve found it up
+    made_ui = _links(page.wait.until(lambda _: (lambda t: t if "Ctrl-C stops it" in t else None)(page.log.read_text()),
+                                     message="make ui printed no links"))
+    assert made_ui["MLflow UI"] == f"{page.url}/#/experiments?workflowType=machine_learning"
+    swept, dcgan = _links(s.printed["sweep"]), _links(s.printed["dcgan"])
+    fresh = ui.chromium()
+    try:
+        other = ui.UiPage(fresh, page.url)
+        exp = s.parent.info.experiment_id
+        fresh.get(made_ui["gaussian1d"])
+        assert "viewStateShareKey=gan_runner_eval_kl_target" in made_ui["gaussian1d"]
+        _model_training(other, exp)
+        # the URL chose the workspace: nothing chosen is stored in this browser
+        assert fresh.execute_script("return window.localStorage.getItem('mlflow.workflowType')") is None
+        rows = _runs_table(other, "eval/kl_target", 3)  # the sweep's parent and its 2 jobs
+        by_value = sorted(s.children, key=lambda r: r.data.metrics["eval/kl_target"])
+        assert [r for r, _ in rows] == [c.info.run_id for c in by_value] + [s.parent.info.run_id]
+        assert [float(cells["metrics.`eval/kl_target`"]) for _, cells in rows[:2]] == \
+            [c.data.metrics["eval/kl_target"] for c in by_value]
+        other.screenshot(shots / "fresh_runs_by_objective.png")
+        # the sweep's own link: its jobs only, sorted by the objective, the swept seed as a column
+        fresh.get(swept["its jobs by eval/kl_target (min)"].replace(base, page.url))
+        _model_training(other, exp)
+        rows = _runs_table(other, "eval/kl_target", 2)
+        assert [(r, cells["params.`seed`"]) for r, cells in rows] == \
+            [(c.info.run_id, c.data.params["seed"]) for c in by_value]
+        # a run's own link: its page, in Model training
+        fresh.get(dcgan["this run"].replace(base, page.url))
+        _model_training(other, s.dcgan.info.experiment_id)
+        other.tab("Model metrics")
+        # control: MLflow's plain experiment link, in this browser that never chose, is GenAI's
+        fresh.get(f"{page.url}/#/experiments/{exp}")
+        other.find("[data-component-id^='mlflow.experiment.overview']")
+        assert "workflowType=genai" in fresh.current_url
+    finally:
+        fresh.quit()
+    print(f"fresh browser through the printed links: {time.monotonic() - started:.1f} s")
+
+
+@browser_test
+def test_the_sweeps_parent_charts_its_seed_aggregates(filled_store, page, shots):
+    """agg/<group>/<metric>_mean/_std/_n on a sweep's parent: the UI puts each group's metrics in
+    a section of their own (agg/<group>/eval) and draws each as a bar with its value."""
+    s = filled_store
+    run = s.parent
+    page.open(f"experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+    page.tab("Model metrics")
+    # 33 charts in 3 sections (agg/all/best, agg/all/eval, sweep), drawn only as they scroll into
+    # view: the chart search narrows them to the objective's aggregate
+    page.find("input[placeholder='Search metric charts']").send_keys("agg/all/eval/kl_target_")
+    for name in ("kl_target_mean", "kl_target_std", "kl_target_n"):
+        value = run.data.metrics[f"agg/all/eval/{name}"]
+        card = page.wait.until(lambda _: (lambda c: c if f"{value:.2f}" in c.text else None)(
+            page.chart_card(name, "agg/all/eval")), message=f"no bar labelled {value:.2f} in chart {name}")
+        assert card.find_elements("css selector", ".js-plotly-plot .bars path")  # drawn as a bar
+    page.screenshot(shots / "sweep_parent_aggregates.png")
 
 
 def test_ui_without_a_store_is_one_line_and_status_2(tmp_path):
