@@ -9,8 +9,11 @@ SOURCE is one of
   * a generator's .weights.h5 (the architecture from --config, e.g. a run's config.yaml
     artifact, else from model=dcgan plus the overrides);
   * an MLflow run id: its config.yaml and weights/generator.weights.h5 (--best:
-    weights/best/generator.weights.h5) from tracking.uri. A generator's N fakes come from the
-    same fixed noise as the run's evaluations, so the final weights reproduce its last eval/fd.
+    weights/best/generator.weights.h5) from tracking.uri;
+  * a registered model version, models:/<name>@champion or models:/<name>/<version>
+    (tracking.register=<name>): its generator with the config of the run it came from.
+A generator's N fakes come from the same fixed noise as the run's evaluations, so the final
+weights reproduce its last eval/fd.
 --checkpoints with a run id: every checkpoint the run kept (its checkpoint.dir tag) is scored
 the same way and the curve is logged back onto the run as ckpt/<metric> at the checkpoints'
 steps (ckpt/<name>_floor at step 0), so a run evaluated cheaply while training (a short
@@ -37,7 +40,8 @@ from gan_runner.store import RUN_ID
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m gan_runner.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="images .npy | generator .weights.h5 | MLflow run id")
+    parser.add_argument("source", help="images .npy | generator .weights.h5 | MLflow run id | "
+                                       "models:/<name>@<alias> | models:/<name>/<version>")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
     parser.add_argument("--config", help="with a .weights.h5: the run's config.yaml (default: model=dcgan + overrides)")
     parser.add_argument("--best", action="store_true", help="with a run id: the weights of the run's best step")
@@ -193,7 +197,22 @@ def resolve(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, np.ndarray
         return cfg, generate(cfg, path, int(cfg.eval.n_fake)), f"{path} (generator)"
     if RUN_ID.fullmatch(source):
         return from_run(args, tmp)
+    if source.startswith("models:/"):
+        generator, run_id, _, config = from_registry(source, args.overrides, tmp)
+        cfg = compose(args.overrides, str(config))
+        fakes = run_generator(generator, eval_noise(cfg, int(cfg.eval.n_fake)), source)
+        return cfg, fakes, f"{source} (run {run_id})"
     raise BadInput(f"{source}: not a .npy file, a .weights.h5 file, or an MLflow run id (32 hex characters)")
+
+
+def from_registry(source: str, overrides: list[str], tmp: Path):
+    """(generator, run id, tracking URI, the run's config.yaml) of a registered model version:
+    the generator as the run logged it (its LoggedModel), the config of the run it came from."""
+    from gan_runner import tracking
+
+    uri = tracking.resolve_uri(override_uri(overrides))
+    run_id, generator = tracking.load_registered(uri, source)
+    return generator, run_id, uri, run_config(run_id, uri, tmp)
 
 
 def run_config(run_id: str, uri: str | None, tmp: Path) -> Path:

@@ -5,7 +5,9 @@ SOURCE is one of
   * an MLflow run id: its config.yaml and final weights (--best: the best step's; --model: the
     generator it logged as an MLflow model) from tracking.uri=...;
   * a checkpoint folder (<checkpoint.dir>/<run id>/, its newest ckpt-*.npz) or one ckpt-*.npz;
-  * a generator's .weights.h5 with --config (a run's config.yaml; else model=dcgan + overrides).
+  * a generator's .weights.h5 with --config (a run's config.yaml; else model=dcgan + overrides);
+  * a registered model version, models:/<name>@champion or models:/<name>/<version>
+    (tracking.register=<name>), with the config of the run it came from.
 
 Writes into `out` (default ./samples): samples.png (a digit grid, or a histogram + KDE of 1-D
 samples) and samples.npz (z: the noise, x: the samples). The noise is the run's evaluation noise
@@ -40,7 +42,8 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = _Parser(prog="python -m gan_runner.sample", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="MLflow run id | checkpoint folder or ckpt-*.npz | generator .weights.h5")
+    parser.add_argument("source", help="MLflow run id | checkpoint folder or ckpt-*.npz | generator .weights.h5 "
+                                       "| models:/<name>@<alias> or models:/<name>/<version>")
     parser.add_argument("settings", nargs="*", help="n=64 out=DIR seed=S, and config overrides key=value")
     parser.add_argument("--config", help="with a .weights.h5: the run's config.yaml (default: model=dcgan + overrides)")
     parser.add_argument("--best", action="store_true", help="with a run id: the weights of the run's best step")
@@ -88,6 +91,9 @@ def load(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, object, str |
     uri = evaluate.override_uri(args.overrides)
     if (args.best or args.model) and not evaluate.RUN_ID.fullmatch(source):
         raise BadInput(f"{source}: --best and --model need an MLflow run id as SOURCE")
+    if source.startswith("models:/"):
+        generator, run_id, uri, config = evaluate.from_registry(source, args.overrides, tmp)
+        return evaluate.config_from(args.overrides, str(config)), generator, run_id, uri
     if evaluate.RUN_ID.fullmatch(source) and not path.exists():
         uri = tracking.resolve_uri(uri)
         tracking.get_run(uri, source)  # reading only: a wrong store is never created

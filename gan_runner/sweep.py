@@ -88,6 +88,8 @@ class MlflowSweepCallback(Callback):
             links = (tracking.sweep_view(uri, parent, config.objective, config.objective_mode),
                      tracking.run_links(uri, parent, config.objective)[1])
             print(summary_text(summary, uri, parent, links), flush=True)
+            if config.tracking.register and "sweep.best_run_id" in summary:
+                tracking.register_run(uri, summary["sweep.best_run_id"], config)
 
     def _end(self, objective: str, mode: str, status: str) -> dict[str, str]:
         if self.parent is None:

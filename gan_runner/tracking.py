@@ -8,6 +8,7 @@ would dominate a 1-D run). Non-finite values are never sent: the UI cannot plot 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -753,3 +754,115 @@ def log_metrics_at(uri: str, run_id: str, values: list[tuple[int, dict[str, floa
     client = _reader(uri)
     for i in range(0, len(metrics), 1000):  # MLflow's log_batch takes at most 1000 metrics
         client.log_batch(run_id, metrics=metrics[i:i + 1000], synchronous=True)
+
+
+# ---- the Model Registry: a run's generator as a version of a registered model ----------------
+
+CHAMPION = "champion"  # the alias of the version whose run has the best objective so far
+MODEL_URI = re.compile(r"models:/([^/@]+)(?:@([\w\-]+)|/(\d+))")  # models:/<name>@<alias> | /<version>
+
+
+def register_model(uri: str, run_id: str, name: str, objective: str, mode: str) -> str:
+    """The generator run `run_id` logged (its LoggedModel 'generator') as a new version of the
+    registered model `name`, tagged with the objective, its value, the run id and the sha256 of
+    the run's config.yaml. The alias `champion` moves to it when there is none yet or the value
+    beats the champion's (strictly; same objective only): a worse run is kept as a version but
+    does not take the alias. Returns one line saying what happened."""
+    from mlflow.exceptions import MlflowException
+
+    client = _reader(uri)
+    run = get_run(uri, run_id)
+    value = run.data.metrics.get(objective, math.nan)
+    if not math.isfinite(value):
+        raise LookupError(f"register {name}: run {run_id} has no finite {objective}")
+    mine = f"source_run_id = '{run_id}'"
+    logged = [m for m in client.search_logged_models([run.info.experiment_id], filter_string=mine)
+              if m.name == "generator"]
+    if not logged:
+        raise LookupError(f"register {name}: run {run_id} logged no generator (tracking.log_model=false)")
+    quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # no progress bar in the run's output
+    with tempfile.TemporaryDirectory() as tmp, _env(quiet):
+        config = Path(client.download_artifacts(run_id, "config.yaml", tmp)).read_bytes()
+    try:
+        client.create_registered_model(name, description="GAN generators trained by gan_runner; the alias "
+                                       f"'{CHAMPION}' is the version whose run has the best objective")
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    tags = {"objective": objective, "objective_mode": mode, "value": repr(value), "run_id": run_id,
+            "config_sha256": hashlib.sha256(config).hexdigest()}
+    model_id = logged[0].model_id
+    version = client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id, tags=tags,
+                                          model_id=model_id).version
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        champion = None
+    done = f"registered models:/{name}/{version} ({objective}={value:.6g})"
+    if champion is not None and champion.tags.get("objective") != objective:
+        return (f"{done}; '{CHAMPION}' stays version {champion.version}: it was judged by "
+                f"{champion.tags.get('objective')}, not {objective}")
+    if champion is not None:
+        best = float(champion.tags["value"])
+        if not (value < best if mode == "min" else value > best):
+            return f"{done}; '{CHAMPION}' stays version {champion.version} ({objective}={best:.6g})"
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return f"{done} as models:/{name}@{CHAMPION}"
+
+
+@contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def register_run(uri: str, run_id: str, cfg) -> None:
+    """tracking.register=<name> at the end of a run (or of a sweep, for its best job): one line
+    either way; a run without a finite objective or a logged generator is not registered (and
+    stays FINISHED)."""
+    import sys
+
+    try:
+        line = register_model(uri, run_id, cfg.tracking.register, cfg.objective, cfg.objective_mode)
+        print(line, flush=True)
+    except LookupError as err:
+        print(f"gan_runner: tracking.register: not registered: {err}", file=sys.stderr, flush=True)
+
+
+def registered_version(uri: str, model_uri: str):
+    """The ModelVersion that models:/<name>@<alias> or models:/<name>/<version> names."""
+    from mlflow.exceptions import MlflowException
+
+    found = MODEL_URI.fullmatch(model_uri)
+    if not found:
+        raise LookupError(f"{model_uri}: expected models:/<name>@<alias> or models:/<name>/<version>")
+    name, alias, version = found.groups()
+    try:
+        client = _reader(uri)
+        if alias:
+            return client.get_model_version_by_alias(name, alias)
+        return client.get_model_version(name, version)
+    except MlflowException as err:
+        reason = str(err).splitlines()[0][:200]
+        raise LookupError(f"{model_uri}: not in the registry of {uri} ({reason})") from None
+
+
+def load_registered(uri: str, model_uri: str):
+    """(run id, the Keras generator) of a registered model version."""
+    import mlflow
+
+    version = registered_version(uri, model_uri)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)  # the registry is the tracking store's (MLflow's default)
+    try:
+        return version.run_id, mlflow.keras.load_model(f"models:/{version.name}/{version.version}")
+    finally:
+        mlflow.set_tracking_uri(previous)

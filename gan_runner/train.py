@@ -86,6 +86,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
             value = Trainer(cfg, real, tracker, ckpt, stop, resumed).fit()
             faults.point("finish")
         print(summary(cfg, overrides, tracker.run_id, folder, value), flush=True)
+        if cfg.tracking.register and tracker.run_id and not sweep.in_multirun():  # a sweep: its best job
+            tracking.register_run(tracking.resolve_uri(cfg.tracking.uri), tracker.run_id, cfg)
         return value
     except Interrupted as err:  # the run is KILLED by now and the checkpoint written
         token = tracker.run_id if tracker.run_id and folder == root / tracker.run_id else str(folder)

@@ -330,6 +330,7 @@ def _check_ranges(cfg: DictConfig) -> None:
     _choice("tracking", cfg.tracking.name, TRACKERS)
     _positive_float("tracking.flush_every_s", cfg.tracking.flush_every_s)
     _check_uri(cfg.tracking.uri)
+    _check_register(cfg.tracking)
     _need(cfg.checkpoint.every >= 0, f"checkpoint.every: must be >= 0 (0 = only at the end), got {cfg.checkpoint.every}")
     _positive_int("checkpoint.keep", cfg.checkpoint.keep)
     _need(cfg.resume != "", "resume: empty; give a run id, a checkpoint folder or 'last'")
@@ -372,6 +373,21 @@ def _check_eval_classifier(ev: DictConfig) -> None:
     _need(math.isfinite(c.dropout) and 0 <= c.dropout < 1, f"eval.classifier.dropout: must be in [0, 1), got {c.dropout}")
     _positive_float("eval.classifier.learning_rate", c.learning_rate)
     _need(c.seed >= 0, f"eval.classifier.seed: must be >= 0, got {c.seed}")
+
+
+def _check_register(tracking: DictConfig) -> None:
+    """tracking.register=<name>: registers the generator the run logs, so it needs an MLflow
+    store and tracking.log_model=true; the name as MLflow's registry takes it."""
+    name = tracking.register
+    if name is None:
+        return
+    _need(bool(re.fullmatch(r"[A-Za-z0-9][\w.\- ]*", str(name))),
+          f"tracking.register: '{name}' is not a model name (letters, digits, _ - . and spaces, "
+          f"starting with a letter or digit)")
+    _need(tracking.name == "mlflow",
+          f"tracking.register={name}: needs tracking=mlflow (tracking={tracking.name} keeps no registry)")
+    _need(bool(tracking.log_model), f"tracking.register={name}: registers the generator the run logs as its "
+                                    f"model; add tracking.log_model=true")
 
 
 def _check_uri(uri: Optional[str]) -> None:

@@ -76,6 +76,7 @@ class TrackingConf:
     run_name: Optional[str] = None
     flush_every_s: float = 10.0
     log_model: bool = False  # at the end, also log the generator as an MLflow Keras model
+    register: Optional[str] = None  # Model Registry name: the run's (a sweep's best job's) generator
 
 
 @dataclass
