@@ -665,7 +665,9 @@ def _reader(uri: str):
 
     if sqlite_missing(uri):
         raise LookupError(f"no MLflow store at {uri} (no such file)")
-    return MlflowClient(tracking_uri=uri)
+    # the Model Registry is the store's own: not whatever registry an earlier call in this
+    # process left set (mlflow.set_registry_uri / the fluent API's context)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def experiment_runs(uri: str, name: str) -> list:
@@ -792,8 +794,9 @@ def register_model(uri: str, run_id: str, name: str, objective: str, mode: str) 
     tags = {"objective": objective, "objective_mode": mode, "value": repr(value), "run_id": run_id,
             "config_sha256": hashlib.sha256(config).hexdigest()}
     model_id = logged[0].model_id
-    version = client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id, tags=tags,
-                                          model_id=model_id).version
+    with _fluent(uri):  # the registry looks the LoggedModel up through MLflow's global tracking URI
+        version = client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id, tags=tags,
+                                              model_id=model_id).version
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
@@ -808,6 +811,21 @@ def register_model(uri: str, run_id: str, name: str, objective: str, mode: str) 
             return f"{done}; '{CHAMPION}' stays version {champion.version} ({objective}={best:.6g})"
     client.set_registered_model_alias(name, CHAMPION, version)
     return f"{done} as models:/{name}@{CHAMPION}"
+
+
+@contextmanager
+def _fluent(uri: str) -> Iterator[None]:
+    """MLflow's global tracking and registry URIs set to `uri` for a call that reads them."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
 
 
 @contextmanager
@@ -860,9 +878,5 @@ def load_registered(uri: str, model_uri: str):
     import mlflow
 
     version = registered_version(uri, model_uri)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)  # the registry is the tracking store's (MLflow's default)
-    try:
+    with _fluent(uri):
         return version.run_id, mlflow.keras.load_model(f"models:/{version.name}/{version.version}")
-    finally:
-        mlflow.set_tracking_uri(previous)

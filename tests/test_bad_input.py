@@ -85,6 +85,11 @@ BAD = [
                                            "MLFLOW_ALLOW_FILE_STORE=true"]),
     (["tracking.uri=postgresql://me:pw@127.0.0.1:{port}/runs"], _driver_or_server("psycopg", "'psycopg[binary]'")),
     (["tracking.uri=mysql+pymysql://me:pw@127.0.0.1:{port}/runs"], _driver_or_server("pymysql", "PyMySQL")),
+    # tracking.register: registers the logged generator, so it needs an MLflow store and log_model
+    (["tracking.register=gauss"], ["tracking.register=gauss", "add tracking.log_model=true"]),
+    (["tracking=none", "tracking.register=gauss", "tracking.log_model=true"],
+     ["tracking.register=gauss", "needs tracking=mlflow"]),
+    (["tracking.register=a/b", "tracking.log_model=true"], ["tracking.register", "'a/b' is not a model name"]),
     # weights.load= a run id that is not there (the store does not even exist)
     (["weights.load=0123456789abcdef0123456789abcdef"], ["weights.load", "no MLflow store at", "mlflow.db"]),
     # resume= pointing at nothing
