@@ -6,7 +6,10 @@ project itself from real runs in a scratch store, written as small PNGs to docs/
 - kde_1d.png: the 1-D GAN's KDE plot (real blue, fake red) after the seed's 3000 steps;
 - mlflow_compare.png: the MLflow UI's compare view of a 3-job sweep of the 1-D GAN's
   generator learning rate (parallel coordinates: learning rate -> eval/kl_target), taken in
-  headless Chromium from the UI that `make ui` starts.
+  headless Chromium from the UI that `make ui` starts;
+- mlflow_runs.png: the same sweep's jobs in the UI's runs table as the sweep's printed link opens
+  them (Model-training workspace, sorted by eval/kl_target, its column first).
+`--ui-only` makes only the two UI pictures (the 1-D sweep, about a minute).
 
 Every picture comes from `python -m gan_runner ...` as a user runs it; nothing is drawn by hand
 except the row of grids (the grids themselves are the logged artifacts).
@@ -95,6 +98,23 @@ def compare_screenshot(folder: Path, runs: list, metric: str, out: Path) -> Path
     return out
 
 
+def runs_screenshot(folder: Path, parent_id: str, objective: str, out: Path) -> Path:
+    """The runs table of a sweep's jobs through the link the sweep printed (tracking.sweep_view)."""
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    link = tracking.sweep_view(uri, parent_id, objective, "min")
+    with ui.serve(folder) as url:
+        driver = ui.chromium(1280, 700)
+        try:
+            page = ui.UiPage(driver, url)
+            page.open(link.split("/#/", 1)[1].replace(f"&{ui.ML_VIEW}", ""))
+            page.find(f"[data-testid='sort-header-{objective}']")
+            time.sleep(1)  # the rows' values
+            page.screenshot(out)
+        finally:
+            driver.quit()
+    return out
+
+
 def shrink(path: Path) -> Path:
     """256-colour palette PNG (screenshots and plots have few colours); fails if still too big."""
     from PIL import Image
@@ -113,20 +133,23 @@ def main() -> None:
     parser.add_argument("--mnist", help="MNIST folder (data.path); default: where the runner finds it")
     parser.add_argument("--dcgan-steps", type=int, default=1000)
     parser.add_argument("--workdir", type=Path, help="keep the runs' store here (default: a temp folder, removed)")
+    parser.add_argument("--ui-only", action="store_true", help="only the UI pictures (no DCGAN run)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gan_runner-docs-") as tmp:
         work = (args.workdir or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{work / 'mlflow.db'}"  # the runner's default store in `work`
-        started = time.monotonic()
-        every = args.dcgan_steps // 4
-        gan_runner(["model=dcgan", f"train_steps={args.dcgan_steps}", f"sample_every={every}", f"eval_every={every}",
-                    "tracking.log_model=false", "checkpoint.every=0", "tracking.run_name=docs dcgan",
-                    *([f"data.path={args.mnist}"] if args.mnist else [])], cwd=work)
-        print(f"dcgan: {time.monotonic() - started:.0f} s", flush=True)
-        (dcgan,) = tracking.experiment_runs(uri, "dcgan")
-        shrink(grids_over_steps(uri, dcgan.info.run_id, args.out / "dcgan_samples_over_steps.png"))
+        if not args.ui_only:
+            started = time.monotonic()
+            every = args.dcgan_steps // 4
+            data = [f"data.path={args.mnist}"] if args.mnist else []
+            gan_runner(["model=dcgan", f"train_steps={args.dcgan_steps}", f"sample_every={every}",
+                        f"eval_every={every}", "tracking.log_model=false", "checkpoint.every=0",
+                        "tracking.run_name=docs dcgan", *data], cwd=work)
+            print(f"dcgan: {time.monotonic() - started:.0f} s", flush=True)
+            (dcgan,) = tracking.experiment_runs(uri, "dcgan")
+            shrink(grids_over_steps(uri, dcgan.info.run_id, args.out / "dcgan_samples_over_steps.png"))
 
         started = time.monotonic()
         gan_runner(["-m", f"optimizer.g.learning_rate={SWEEP_LRS}", "checkpoint.every=0",
@@ -134,8 +157,11 @@ def main() -> None:
         print(f"1-D sweep: {time.monotonic() - started:.0f} s", flush=True)
         jobs = [r for r in tracking.experiment_runs(uri, "gaussian1d") if r.data.tags.get("sweep.role") != "parent"]
         (seed_job,) = [r for r in jobs if float(r.data.params["optimizer.g.learning_rate"]) == 5e-4]
-        shrink(best_kde_plot(uri, seed_job, args.out / "kde_1d.png"))
+        if not args.ui_only:
+            shrink(best_kde_plot(uri, seed_job, args.out / "kde_1d.png"))
         shrink(compare_screenshot(work, jobs, "eval/kl_target", args.out / "mlflow_compare.png"))
+        shrink(runs_screenshot(work, seed_job.data.tags["mlflow.parentRunId"], "eval/kl_target",
+                               args.out / "mlflow_runs.png"))
 
 
 if __name__ == "__main__":
