@@ -10,9 +10,9 @@ import json
 
 import numpy as np
 import pytest
+from test_sample import TINY_DCGAN
 
 from conftest import SWEEP_1D, compose_cfg, run_cli
-from test_sample import TINY_DCGAN
 
 OBJECTIVE = "eval/kl_target"
 ONE_D = [*SWEEP_1D, "tracking.log_model=true", "tracking.register=gauss"]  # seed 1: 3.35, seed 2: 1.55
@@ -79,8 +79,8 @@ def test_the_champion_moves_to_a_better_run_only(tmp_path, capsys):
 def test_the_champion_gives_the_runs_own_digits_and_fd(tmp_path, capsys):
     """A DCGAN registered as `digits`: models:/digits@champion samples the run's last sample grid
     (the uint8 image it logged) bit for bit, and evaluate gives the run's last eval/fd."""
-    from PIL import Image
     from mlflow.tracking import MlflowClient
+    from PIL import Image
 
     from gan_runner import evaluate, sample, train
 

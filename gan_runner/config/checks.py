@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import re
 import typing
 from pathlib import Path
 from typing import Any, Optional
