@@ -128,6 +128,21 @@ def test_bare_resume_of_a_killed_run_continues_its_stored_config(harness, tmp_pa
     assert ch.differences(expected, ch.snapshot(store, run.info.run_id, tmp_path)) == []
 
 
+def test_a_checkpoint_is_never_ahead_of_the_store(harness, tmp_path, store, client):
+    """Metrics are flushed before a checkpoint is renamed into place. With no flush on a timer
+    (flush_every_s an hour) and a kill before the second checkpoint's rename, the store must hold
+    every logged step up to the first checkpoint's: the resume skips them, nothing sends them again."""
+    args = [a for a in TINY if not a.startswith("tracking.flush_every_s")] + ["tracking.flush_every_s=3600"]
+    code, text, _ = harness.launch([*args, f"tracking.uri={store}"], tmp_path, fault="ckpt_tmp:2")
+    assert code == -signal.SIGKILL, text[-2000:]
+    (run,) = all_runs(client, "gaussian1d")
+    (ckpt,) = checkpoint.checkpoints(tmp_path / "checkpoints" / run.info.run_id)
+    assert ckpt.name == "ckpt-000000020.npz"  # the first (checkpoint.every=20); the second never renamed
+    stored = lambda key: [s for s, _ in metric_history(client, run.info.run_id, key) if s <= 20]
+    assert stored("train/d_loss") == stored("train/g_loss") == [10, 20]  # log_every=10
+    assert stored("eval/kl_target") == [20]  # eval_every=20
+
+
 def test_a_kill_while_another_run_writes_the_same_store_loses_nothing_of_either(harness, tmp_path, store, client):
     """A longer run writes the store (flushing every 0.1 s) while another in the same store is killed and
     resumed: the store stays sound, and both runs end as their uninterrupted references."""
