@@ -92,14 +92,12 @@ class MlflowSweepCallback(Callback):
             return
         from hydra.core.utils import JobStatus
 
-        from gan_runner import train  # imported by the job already
-
         failed = _JOB["failed"] or job_return.status != JobStatus.COMPLETED
         value = job_return.return_value if isinstance(job_return.return_value, (int, float)) else None
         overrides = list(config.hydra.overrides.task)
         outcome = {"job": int(config.hydra.job.num), "status": "FAILED" if failed else "FINISHED",
                    "objective": None if failed or value is None else float(value),
-                   "run_name": train.run_name(config, overrides)}
+                   "run_name": run_name(config, overrides)}
         Path(config.hydra.runtime.output_dir, OUTCOME_FILE).write_text(OmegaConf.to_yaml(outcome))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
