@@ -8,7 +8,10 @@ migrations and in set_experiment: mlflow #979, #10334), and hands the parent's i
 through environment variables, which joblib's and submitit's worker processes inherit (they
 are spawned after this hook; sbatch exports the environment too; Ray workers get them through
 runtime_env in conf/hydra/launcher/ray_cluster.yaml). `on_multirun_end` writes the
-sweep's summary on the parent and ends it; a sweep that aborts ends it FAILED at exit.
+sweep's summary on the parent and ends it; a sweep that aborts ends it FAILED at exit. With
+tracking=none there is no store to count the jobs in: each job writes its outcome (status,
+objective) into its own Hydra folder (`on_job_end`, in whichever process ran it) and the
+summary is made from those files, so the sweep prints the same lines and exit status.
 
 A job that fails inside a multirun (bad value, missing data, divergence) is recorded as a FAILED
 run and returns `sweep.penalty` (worse than any real objective), so the other jobs run and
@@ -25,6 +28,7 @@ import logging
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 
 ENV_PARENT = "GAN_RUNNER_SWEEP_PARENT"  # the parent run id, for jobs in other processes
 ENV_DIR = "GAN_RUNNER_SWEEP_DIR"  # the absolute sweep directory (the tag that names a sweep)
+OUTCOME_FILE = "outcome.yaml"  # tracking=none: a job's status and objective, in its Hydra folder
 MAX_CHECKED_JOBS = 64  # a basic sweep's grid up to this size is validated job by job before it starts
 
 # hparams_search files set Optuna's direction from objective_mode: ${optuna_direction:${objective_mode}}
@@ -49,9 +54,12 @@ class MlflowSweepCallback(Callback):
 
     def __init__(self) -> None:
         self.parent: tuple[str, str] | None = None  # (tracking uri, parent run id)
+        self.local_dir: Path | None = None  # tracking=none: the sweep folder holding the jobs' outcomes
+        self.started = 0.0  # tracking=none: job folders older than this belong to an earlier sweep
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.tracking.name != "mlflow":
+            self.local_dir, self.started = Path(config.hydra.sweep.dir).resolve(), time.time()
             return
         resume = OmegaConf.select(config, "sweep.resume")
         if resume:  # the same parent, and the jobs' sweep.dir tag as before: they find their runs
@@ -77,7 +85,29 @@ class MlflowSweepCallback(Callback):
         # on_multirun_end is skipped when the sweep raises (fail_fast, a crash): end it then too.
         atexit.register(self._end, config.objective, config.objective_mode, "FAILED")
 
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _JOB["failed"] = False
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if config.tracking.name == "mlflow":  # the job's run holds its status and objective
+            return
+        from hydra.core.utils import JobStatus
+
+        failed = _JOB["failed"] or job_return.status != JobStatus.COMPLETED
+        value = job_return.return_value if isinstance(job_return.return_value, (int, float)) else None
+        overrides = list(config.hydra.overrides.task)
+        outcome = {"job": int(config.hydra.job.num), "status": "FAILED" if failed else "FINISHED",
+                   "objective": None if failed or value is None else float(value),
+                   "run_name": run_name(config, overrides)}
+        Path(config.hydra.runtime.output_dir, OUTCOME_FILE).write_text(OmegaConf.to_yaml(outcome))
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.local_dir is not None:
+            summary = local_summary(self.local_dir, config.objective, config.objective_mode, self.started)
+            OUTCOME.update(summary)
+            print(summary_text(summary, f"job folders in {self.local_dir} (tracking=none: no MLflow store)"),
+                  flush=True)
+            return
         uri, parent = self.parent or ("", "")
         summary = self._end(config.objective, config.objective_mode, "FINISHED")
         if summary:
@@ -87,7 +117,7 @@ class MlflowSweepCallback(Callback):
             OUTCOME.update(summary)
             links = (tracking.sweep_view(uri, parent, config.objective, config.objective_mode),
                      tracking.run_links(uri, parent, config.objective)[1])
-            print(summary_text(summary, uri, parent, links), flush=True)
+            print(summary_text(summary, f"parent run {parent} in {uri}", links), flush=True)
             if config.tracking.register and "sweep.best_run_id" in summary:
                 tracking.register_run(uri, summary["sweep.best_run_id"], config)
 
@@ -101,18 +131,41 @@ class MlflowSweepCallback(Callback):
 
 
 OUTCOME: dict[str, str] = {}  # the last sweep's summary in this process (cli's exit status reads it)
+_JOB = {"failed": False}  # the fate of the job running in this process (on_job_start resets it)
 
 
-def summary_text(summary: dict[str, str], uri: str, parent_id: str,
-                 links: tuple[str, str] | None = None) -> str:
+def mark_failed() -> None:
+    """The current job failed (an error, or a divergence answered with the penalty): a
+    tracking=none sweep counts it as failed, as MLflow counts the job's FAILED run."""
+    _JOB["failed"] = True
+
+
+def local_summary(sweep_dir: Path, objective: str, mode: str, since: float = 0.0) -> dict[str, str]:
+    """tracking=none: the summary finish_parent_run makes from the store, made from the jobs'
+    outcome files. A job folder without one (Hydra made it, the job never returned) failed;
+    folders Hydra wrote before `since` are an earlier sweep's in the same hydra.sweep.dir."""
+    jobs = [folder.parent for folder in sweep_dir.rglob(".hydra")
+            if (folder / "overrides.yaml").is_file() and (folder / "overrides.yaml").stat().st_mtime >= since - 1]
+    outcomes = [OmegaConf.load(job / OUTCOME_FILE) for job in jobs if (job / OUTCOME_FILE).is_file()]
+    finished = [o for o in outcomes if o.status == "FINISHED"]
+    scored = [o for o in finished if o.objective is not None and math.isfinite(o.objective)]
+    summary = {"sweep.n_jobs": str(len(jobs)), "sweep.n_finished": str(len(finished)),
+               "sweep.n_failed": str(len(jobs) - len(finished)), "sweep.objective": f"{objective} ({mode})"}
+    if scored:
+        best = (min if mode == "min" else max)(scored, key=lambda o: o.objective)
+        summary.update({"sweep.best_run_name": best.run_name,
+                        "sweep.best_job": str(best.job), "sweep.best_value": f"{best.objective:.6g}"})
+    return summary
+
+
+def summary_text(summary: dict[str, str], where: str, links: tuple[str, str] | None = None) -> str:
     """What a sweep prints at its end: jobs finished / failed, the best job, where it all is
     (`links`: the UI's URLs of the jobs sorted by the objective and of the parent run)."""
     best = (f"best: job #{summary['sweep.best_job']} ({summary['sweep.best_run_name']}) "
-            f"{summary['sweep.objective']} = {summary['sweep.best_value']}") if "sweep.best_run_id" in summary \
+            f"{summary['sweep.objective']} = {summary['sweep.best_value']}") if "sweep.best_job" in summary \
         else "best: none (no job finished with a finite objective)"
     return (f"sweep: {summary['sweep.n_jobs']} jobs, {summary['sweep.n_finished']} finished, "
-            f"{summary['sweep.n_failed']} failed; {best}\n"
-            f"  parent run {parent_id} in {uri}"
+            f"{summary['sweep.n_failed']} failed; {best}\n  {where}"
             + (f"\n  its jobs by {summary['sweep.objective']}: {links[0]}"
                f"\n  the parent run: {links[1]}" if links else ""))
 
@@ -227,6 +280,7 @@ def job_failed(cfg: DictConfig, overrides: list[str], err: Exception) -> float:
     """A job's error inside a multirun: record it as a FAILED run, then return the penalty
     (the sweep goes on) or stop the whole sweep when sweep.fail_fast is set."""
     log.error("job failed: %s: %s", type(err).__name__, err)
+    mark_failed()
     record_failure(cfg, overrides, err)
     if OmegaConf.select(cfg, "sweep.fail_fast", default=False):
         from hydra.core.hydra_config import HydraConfig

@@ -98,6 +98,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     except Diverged as err:  # the run is FAILED with tag divergence=step N
         if cfg.on_divergence == "penalty":
             log.warning("%s; returning the penalty %s", err, sweep.penalty(cfg))
+            sweep.mark_failed()
             return sweep.penalty(cfg)
         raise
 

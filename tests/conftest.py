@@ -56,9 +56,31 @@ def classifier_cache(tmp_path_factory) -> Path:
     if os.environ.get("GAN_RUNNER_CACHE"):
         yield Path(os.environ["GAN_RUNNER_CACHE"])
         return
-    os.environ["GAN_RUNNER_CACHE"] = str(tmp_path_factory.mktemp("classifier_cache"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: one cache for all workers of this session
+        # (their shared temp folder; the cache file is written aside and renamed into place)
+        shared = tmp_path_factory.getbasetemp().parent / "classifier_cache"
+        shared.mkdir(exist_ok=True)
+        os.environ["GAN_RUNNER_CACHE"] = str(shared)
+    else:
+        os.environ["GAN_RUNNER_CACHE"] = str(tmp_path_factory.mktemp("classifier_cache"))
     yield Path(os.environ["GAN_RUNNER_CACHE"])
     del os.environ["GAN_RUNNER_CACHE"]
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """`make test` runs the suite in parallel workers (pytest-xdist, --dist loadgroup). Tests that
+    share one of our expensive session- or module-scoped fixtures (the filled store, the judge, a
+    crash-test zygote, a trained sweep) go to one worker, so it is built once; the rest are spread."""
+    here = Path(__file__).parent
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        ours = {name: defs[-1].scope for name, defs in (info.name2fixturedefs.items() if info else ())
+                if defs and Path(defs[-1].func.__code__.co_filename).parent == here and name != "classifier_cache"}
+        session = sorted(name for name, scope in ours.items() if scope == "session")
+        if session:
+            item.add_marker(pytest.mark.xdist_group("session:" + "+".join(session)))
+        elif "module" in ours.values():
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture

@@ -276,18 +276,20 @@ class Harness:
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()], order_by=["attributes.start_time ASC"])
         return [r.info.run_id for r in runs]
 
-    def crash_run(self, model: str, rng: random.Random, kills: int) -> Outcome:
+    def crash_run(self, model: str, rng: random.Random, kills: int, plan: list[tuple] | None = None) -> Outcome:
+        """One run killed at `kills` points drawn from `rng` (or at the given `plan`), resumed
+        after each, compared with the uninterrupted reference."""
         try:
-            return self._crash_run(model, rng, kills)
+            return self._crash_run(model, rng, kills, plan)
         except Exception as err:  # e.g. a store that cannot be opened after a kill: a finding, not the end
             return Outcome(model, [], problems=[f"{type(err).__name__}: {str(err)[:800]}"])
 
-    def _crash_run(self, model: str, rng: random.Random, kills: int) -> Outcome:
+    def _crash_run(self, model: str, rng: random.Random, kills: int, plan: list[tuple] | None) -> Outcome:
         expected, wall = self.reference(model)
         folder = Path(tempfile.mkdtemp(prefix=f"crash-{model}-", dir=self.workdir))
         uri = f"sqlite:///{folder / 'mlflow.db'}"
         base = [*MODELS[model], f"tracking.uri={uri}"]
-        outcome = Outcome(model, draw_plan(rng, model, kills, wall))
+        outcome = Outcome(model, plan or draw_plan(rng, model, kills, wall))
         run_id = None
         for how, value in outcome.plan:
             args = base + ([f"resume={run_id}"] if run_id else [])

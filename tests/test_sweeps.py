@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -159,6 +160,24 @@ def test_same_seed_twice_in_one_process_logs_identical_metrics(basic_sweep):
     for key in ("train/d_loss", "train/g_loss", "train/d_acc", OBJECTIVE, "eval/mean"):
         assert metric_history(client, first.info.run_id, key) == metric_history(client, again.info.run_id, key), key
     assert metric_history(client, first.info.run_id, "train/d_loss") != metric_history(client, other.info.run_id, "train/d_loss")
+
+
+def test_a_tracking_none_sweep_prints_the_same_summary_and_fails_when_a_job_fails(tmp_path):
+    """No store to count the jobs in: the jobs' outcome files give the summary and exit status a
+    tracking=mlflow sweep has. A job fails by raising or by a divergence answered with the penalty."""
+    sweep_dir = tmp_path / "multirun"
+    proc = run_cli(["-m", "tracking=none", f"hydra.sweep.dir={sweep_dir}", *TINY,
+                    "optimizer.d.learning_rate=1e-3,1e30", "on_divergence=raise,penalty"], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # jobs failed: the sweep is no success
+    finished = dict(re.findall(r"gan_runner: finished '(.+)' \(tracking=none\): eval/kl_target=(\S+)", proc.stdout))
+    assert len(finished) == 2, proc.stdout[-3000:]
+    summary = re.search(r"sweep: 4 jobs, 2 finished, 2 failed; best: job #(\d) \((.+)\) eval/kl_target \(min\) = (\S+)\n"
+                        r"  job folders in (.+) \(tracking=none: no MLflow store\)", proc.stdout)
+    assert summary, proc.stdout[-3000:]
+    job, best_name, best_value, where = summary.groups()
+    # the two finished jobs differ only in on_divergence: the same objective, either may be named
+    assert finished[best_name] == best_value == min(finished.values(), key=float) and where == str(sweep_dir)
+    assert "optimizer.d.learning_rate=0.001" in yaml.safe_load((sweep_dir / job / ".hydra" / "overrides.yaml").read_text())
 
 
 def test_fail_fast_stops_the_sweep_at_the_first_failure(tmp_path, migrated_db):
