@@ -1,5 +1,8 @@
-"""Name -> model. The config group `conf/model/` is the user-facing registry; this dict is the
-code side, and a test checks that the two agree.
+"""Name -> model, name -> data: one table each. The config groups `conf/model/` and `conf/data/`
+are the user-facing registry; these tables are the code side (a test checks that they agree).
+An entry holds all the code needs to know of the name: the builder module, the kind of data,
+the schema of its config section (config/schema.py; the validation rules per name are in
+config/checks.py, MODEL_CHECKS and DATA_CHECKS, keyed by the same names).
 
 Entries name a module path, imported only when training starts (the modules import
 TensorFlow, which the config check must not wait for). Each model module provides:
@@ -17,24 +20,35 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
+from gan_runner.config.schema import DcganModel, Gaussian1dModel, ImageData, Normal1dData
+
 
 @dataclass(frozen=True)
 class ModelEntry:
     module: str
     data_kind: str  # the kind of data the model consumes
+    schema: type  # the dataclass of the model.* section
+    alias_of: str | None = None  # another name for that model (a conf/model/ file only; never model.name)
+
+
+@dataclass(frozen=True)
+class DataEntry:
+    kind: str
+    schema: type  # the dataclass of the data.* section
 
 
 MODELS: dict[str, ModelEntry] = {
-    "gaussian1d": ModelEntry("gan_runner.models.gaussian1d", "vector1d"),
-    "dcgan": ModelEntry("gan_runner.models.dcgan", "image"),
-    "dcgan_mnist": ModelEntry("gan_runner.models.dcgan", "image"),  # conf/model/dcgan_mnist.yaml = dcgan
+    "gaussian1d": ModelEntry("gan_runner.models.gaussian1d", "vector1d", Gaussian1dModel),
+    "dcgan": ModelEntry("gan_runner.models.dcgan", "image", DcganModel),
+    "dcgan_mnist": ModelEntry("gan_runner.models.dcgan", "image", DcganModel, alias_of="dcgan"),
 }
 
-DATA_KINDS: dict[str, str] = {
-    "normal1d": "vector1d",
-    "mnist": "image",
-    "fashion_mnist": "image",
+DATA: dict[str, DataEntry] = {
+    "normal1d": DataEntry("vector1d", Normal1dData),
+    "mnist": DataEntry("image", ImageData),
+    "fashion_mnist": DataEntry("image", ImageData),
 }
+DATA_KINDS: dict[str, str] = {name: entry.kind for name, entry in DATA.items()}  # a view of DATA
 
 
 def known_models() -> list[str]:

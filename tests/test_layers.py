@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gan_runner"
@@ -148,3 +150,26 @@ def test_nothing_below_train_knows_the_tracker_and_no_model_knows_hydra():
         assert "gan_runner.tracking" not in imports(name, known[name], known), name
     for name in (n for n in known if n.startswith("gan_runner.models")):
         assert not re.search(r"^\s*(import|from) hydra", known[name].read_text(), re.M), name
+
+
+FRESH_IMPORTS = """
+import importlib, sys
+failed = []
+for name in sys.argv[1:]:
+    for loaded in [m for m in sys.modules if m == "gan_runner" or m.startswith("gan_runner.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception as err:
+        failed.append(f"{name}: {type(err).__name__}: {err}")
+print("\\n".join(failed))
+"""
+
+
+def test_every_module_imports_first_on_its_own():
+    """Each module imported first, with no other gan_runner module loaded: catches a loop that
+    runs through a package's __init__ (implicit in `import pkg.sub`), which the ast graph above
+    does not see. One process; third-party modules stay loaded between the imports."""
+    names = sorted(n for n in modules() if not n.endswith("__main__"))
+    out = subprocess.run([sys.executable, "-c", FRESH_IMPORTS, *names], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "", out.stdout + out.stderr[-2000:]

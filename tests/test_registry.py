@@ -1,5 +1,7 @@
 """The config group conf/model/ and the registry dict agree; unknown names list the known."""
 
+import dataclasses
+
 import pytest
 
 from gan_runner import registry
@@ -18,6 +20,17 @@ def test_every_data_yaml_is_known():
     assert set(group_options("data")) == set(registry.DATA_KINDS) == set(DATA_SCHEMAS)
     assert {registry.MODELS[m].data_kind for m in registry.MODELS} <= set(registry.DATA_KINDS.values())
     assert set(MODEL_SCHEMAS) >= {m for m in registry.MODELS if m != "dcgan_mnist"}
+
+
+def test_one_table_per_group_and_the_checks_name_only_its_entries():
+    from gan_runner.config.checks import DATA_CHECKS, MODEL_CHECKS
+
+    assert set(MODEL_CHECKS) <= set(MODEL_SCHEMAS) and set(DATA_CHECKS) <= set(registry.DATA)
+    for name, entry in registry.MODELS.items():
+        if entry.alias_of:  # a file that names another model: the same code and schema
+            assert registry.MODELS[entry.alias_of] == dataclasses.replace(entry, alias_of=None), name
+        else:
+            assert MODEL_SCHEMAS[name] is entry.schema
 
 
 def test_unknown_model_lists_the_known_ones():

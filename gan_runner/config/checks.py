@@ -22,8 +22,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from gan_runner import registry
 from gan_runner.config.schema import (
-    DATA_SCHEMAS,
-    MODEL_SCHEMAS,
     OPTIMIZER_COMMON_PARAMS,
     OPTIMIZER_PARAMS,
     SCHEDULE_NULLABLE,
@@ -36,6 +34,10 @@ from gan_runner.store import RUN_ID
 
 IMAGE_CHANNELS = 1  # MNIST and Fashion-MNIST are grayscale
 
+# The sections whose keys depend on the choice: their schemas (from the registry's tables), by
+# model.name / data.name.
+MODEL_SCHEMAS: dict[str, type] = {n: e.schema for n, e in registry.MODELS.items() if e.alias_of is None}
+DATA_SCHEMAS: dict[str, type] = {n: e.schema for n, e in registry.DATA.items()}
 # An installed wheel carries the configs as gan_runner/conf/; a checkout has them at the top (conf/).
 _PACKAGED = Path(__file__).resolve().parents[1] / "conf"
 CONF_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "conf"

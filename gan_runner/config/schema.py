@@ -170,9 +170,6 @@ class RunConf:
     data: Any = None
 
 
-# Per-name schemas for the groups whose keys depend on the choice.
-MODEL_SCHEMAS: dict[str, type] = {"gaussian1d": Gaussian1dModel, "dcgan": DcganModel}
-DATA_SCHEMAS: dict[str, type] = {"normal1d": Normal1dData, "mnist": ImageData, "fashion_mnist": ImageData}
 SCHEDULE_PARAMS: dict[str, dict[str, type]] = {
     "constant": {},
     "inverse_time": {"decay_rate": float, "decay_steps": int},
