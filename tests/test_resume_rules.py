@@ -1,6 +1,6 @@
 """Where checkpoints go by default, and the resume rules that hold today (issue 19, items 7-8),
 on tiny 1-D runs, a real SQLite MLflow store and real checkpoint files. Each place is checked
-against a literal path, not found through checkpoint.root_dir (the function under test)."""
+against a literal path, not found through store.checkpoint_root (the function under test)."""
 
 from __future__ import annotations
 
