@@ -59,14 +59,13 @@ def test_log_lines_print_above_the_bar_once_and_leave_no_stale_bar():
     handler = logging.StreamHandler(terminal)  # like Hydra's console handler (ext://sys.stdout)
     handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
     root, log = logging.getLogger(), logging.getLogger("gan_runner.train")
+    level = root.level
+    root.setLevel(logging.WARNING)
+    log.info("not shown")  # as a run earlier in this process logs: the logger caches "INFO is off"
+    # setLevel, not `root.level = ...`: only setLevel clears the loggers' caches (with the plain
+    # assignment this test failed whenever an earlier test in the process had logged at INFO)
+    root.setLevel(logging.INFO)
     root.addHandler(handler)
-    level, root.level = root.level, logging.INFO
-    # Earlier tests in the same process may have left the logger quiet (disabled, a level, no
-    # propagation, logging.disable): this test is about where emitted lines land, so it emits.
-    saved = (log.disabled, log.level, log.propagate, logging.root.manager.disable)
-    log.disabled, log.propagate = False, True
-    log.setLevel(logging.INFO)
-    logging.disable(logging.NOTSET)
     try:
         with Progress(300, stream=terminal) as progress:
             for step in (100, 200, 300):
@@ -75,10 +74,7 @@ def test_log_lines_print_above_the_bar_once_and_leave_no_stale_bar():
                 log.info("checkpoint %d", step)
     finally:
         root.removeHandler(handler)
-        root.level = level
-        log.disabled, _, log.propagate, _ = saved
-        log.setLevel(saved[1])
-        logging.disable(saved[3])
+        root.setLevel(level)
     assert handler.stream is terminal  # given back
     shown = screen(terminal.getvalue())
     assert [ln for ln in shown if "checkpoint" in ln] == [f"[gan_runner.train] checkpoint {s}" for s in (100, 200, 300)], shown
