@@ -7,7 +7,8 @@ inside `strategy.scope()`), and each step splits its global batch across the rep
 
 The split keeps the single-device arithmetic: the real batch and the noise are drawn once per
 step from the one training RNG (cross-replica context), every replica takes its slice, and each
-replica's loss is its share of the global mean (local mean x local rows / global rows). Keras
+replica's loss (and penalty) is its share of the global mean (local mean x local rows / global
+rows). The EMA of G is updated in cross-replica context after the replicas' updates. Keras
 sums gradients over replicas, so every update equals the single-device update at the same
 global batch, up to float summation order. Exception: BatchNormalization normalises with each
 replica's local batch statistics (Keras' default), so models with BatchNorm match only roughly.
@@ -56,34 +57,26 @@ class MirroredGanStep(GanStep):
         self._replica = threading.local()
         super().__init__(*args, **kwargs)
 
-    def one_step(self):
-        # Cross-replica context: draw exactly what the single-device step draws, in the same order.
-        real = self.real_batch()  # (B, ...)
-        batch = tf.shape(real)[0]
-        noise = self.noise(batch)
-        g_noise = noise if self.config.reuse_noise or self.config.update == "simultaneous" else self.noise(batch)
-        out = self.strategy.run(self._replica_step, args=(real, noise, g_noise))
-        self.step.assign_add(1)
+    def update(self, draws: dict) -> dict:
+        # Called in cross-replica context after `draw()` drew exactly what the single-device step
+        # draws, in the same order; every replica gets all draws and takes its rows (_local).
+        out = self.strategy.run(super().update, args=(draws,))
         # Losses are already shares of the global mean: summing gives it. Accuracies are local
         # means: their mean is the global one when the batch splits evenly (else off by < 1/B).
-        return {k: self.strategy.reduce(SUM if k.endswith("loss") else MEAN, v, axis=None) for k, v in out.items()}
+        return {k: self.strategy.reduce(MEAN if k.endswith("acc") else SUM, v, axis=None) for k, v in out.items()}
 
-    def _replica_step(self, real, noise, g_noise):
+    def _local(self, *tensors):
+        """This replica's rows of the tensors (all with the same leading batch B): rows
+        [i B / n, (i + 1) B / n); their share of B is kept for _scale."""
         ctx = tf.distribute.get_replica_context()
         i, n = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
-        rows = tf.shape(real)[0]
+        rows = tf.shape(tensors[0])[0]
         start, end = i * rows // n, (i + 1) * rows // n
-        real, noise, g_noise = real[start:end], noise[start:end], g_noise[start:end]
         self._replica.share = tf.cast(end - start, tf.float32) / tf.cast(rows, tf.float32)
-        if self.config.update == "simultaneous":
-            d_loss, d_acc, g_loss, g_acc = self.simultaneous_update(real, noise)
-        else:
-            d_loss, d_acc = self.d_update(real, noise)
-            g_loss, g_acc = self.g_update(g_noise)
-        return {"d_loss": d_loss, "d_acc": d_acc, "g_loss": g_loss, "g_acc": g_acc}
+        return tuple(t[start:end] for t in tensors)
 
-    def _bce(self, logits, targets):
-        # This replica's share of the global mean BCE: D's loss has 2b of 2B rows, G's b of B.
-        # (Not an all-reduce of the row counts: that extra collective inside the two tapes of the
-        # simultaneous update ran in a different order on the replicas and failed.)
-        return GanStep._bce(logits, targets) * self._replica.share
+    def _scale(self, loss):
+        # This replica's share of the global batch-mean loss: D's loss has 2b of 2B rows, G's b
+        # of B. (Not an all-reduce of the row counts: that extra collective inside the two tapes
+        # of the simultaneous update ran in a different order on the replicas and failed.)
+        return loss * self._replica.share

@@ -116,7 +116,8 @@ def load_images(path: Path, n: int) -> np.ndarray:
 
 def load_generator(cfg: DictConfig, weights: Path | dict[str, np.ndarray]):
     """The run's generator (a keras.Model) with weights from a .weights.h5, or from a checkpoint's
-    arrays (`generator.<i>`, positional as models/gan.py's state_variables)."""
+    arrays (`generator.<i>`, or `generator_ema.<i>` when the run had the EMA on; positional as
+    models/gan.py's state_variables)."""
     from gan_runner import registry
 
     generator = registry.get_model(cfg.model.name).build_generator(cfg.model)
@@ -125,7 +126,9 @@ def load_generator(cfg: DictConfig, weights: Path | dict[str, np.ndarray]):
         if isinstance(weights, Path):
             generator.load_weights(weights)
         else:
-            saved = sorted((k for k in weights if k.startswith("generator.")), key=lambda k: int(k.split(".")[1]))
+            # a run with the EMA on: its EMA generator is the one evaluated and sampled
+            group = "generator_ema." if any(k.startswith("generator_ema.") for k in weights) else "generator."
+            saved = sorted((k for k in weights if k.startswith(group)), key=lambda k: int(k.split(".")[1]))
             if len(saved) != len(generator.weights):
                 raise ValueError(f"{len(saved)} generator arrays, the model has {len(generator.weights)}")
             for var, key in zip(generator.weights, saved):

@@ -302,6 +302,7 @@ def run_name(cfg: DictConfig, overrides: list[str]) -> str:
 def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
     return {"model": cfg.model.name, "data": cfg.data.name, "seed": str(cfg.seed),
             "optimizer": cfg.optimizer.name, "schedule": cfg.schedule.name,
+            "loss": cfg.loss.name, "penalty": cfg.penalty.name,
             "overrides": " ".join(overrides) or "(none)", "objective": cfg.objective,
             **job_tags()}  # parent run, sweep dir, job number inside a multirun
 

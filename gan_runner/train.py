@@ -255,8 +255,13 @@ def build_gan(cfg: DictConfig, real: np.ndarray, load_weights=None):
             real,
             StepConfig(latent_dim=model.latent_dim(cfg.model), batch_size=cfg.batch.size,
                        order=cfg.batch.order, reuse_noise=cfg.batch.reuse_noise,
-                       real_label=cfg.labels.real, fake_label=cfg.labels.fake, update=cfg.trainer["update"]),
+                       real_label=cfg.labels.real, fake_label=cfg.labels.fake, update=cfg.trainer["update"],
+                       loss=cfg.loss.name, penalty=cfg.penalty.name,
+                       penalty_weight=float(cfg.penalty.get("weight", cfg.penalty.get("gamma", 0.0))),
+                       d_steps=cfg.trainer.d_steps, ema_decay=cfg.ema.decay, ema_start=cfg.ema.start_step),
             seed=cfg.seed,
+            # the EMA generator: G's architecture, its weights set from G by the step
+            ema_generator=model.build_generator(cfg.model) if cfg.ema.decay is not None else None,
         )
 
 
@@ -323,10 +328,17 @@ class Trainer:
     def generate(self, n: int) -> np.ndarray:
         """n fakes from evaluation noise fixed for the whole run (the same z at every eval, so
         a change between evals is the generator's), drawn apart from the training RNG so the
-        eval cadence never changes training."""
+        eval cadence never changes training. The EMA generator when ema.decay is set."""
+        return self._generate(n, self.gan.generate)
+
+    def generate_raw(self, n: int) -> np.ndarray:
+        """generate(n) from the raw G (what eval_raw/* scores when the EMA is on)."""
+        return self._generate(n, self.gan.generate_raw)
+
+    def _generate(self, n: int, call) -> np.ndarray:
         if n not in self._eval_noise:
             self._eval_noise[n] = eval_noise(self.cfg.seed, n, self.gan.config.latent_dim)
-        fakes = generate_chunked(self.gan.generate, self._eval_noise[n], self.gan.generator.output_shape[1:])
+        fakes = generate_chunked(call, self._eval_noise[n], self.gan.generator.output_shape[1:])
         if not np.isfinite(fakes).all():
             self._diverged("the generated samples")
         return fakes
@@ -368,9 +380,13 @@ class Trainer:
                 if step % cfg.eval_every == 0 or final:
                     stopping.phase("eval")
                     with timed("eval"):
+                        raw = {}
+                        if self.gan.ema_generator is not None:  # raw G first: pictures reuse the last eval
+                            raw = {k.replace("eval/", "eval_raw/", 1): v for k, v in
+                                   self.model.evaluate(self.generate_raw, self.real, cfg, step).items()}
                         values = self.model.evaluate(self.generate, self.real, cfg, step)
                     faults.point("eval")
-                    self._log(values, step)
+                    self._log({**raw, **values}, step)
                     self._keep_best(values, step)
                 grids, figures = step % cfg.sample_every == 0 or final, step % cfg.plot_every == 0 or final
                 if grids or figures:
@@ -459,16 +475,21 @@ class Trainer:
             return
         sign = 1.0 if self.cfg.objective_mode == "min" else -1.0
         if self._best is None or sign * value < sign * self._best[1]:
-            self._best = (step, value, [w.copy() for w in self.gan.generator.get_weights()])
+            self._best = (step, value, [w.copy() for w in self.gan.eval_generator.get_weights()])
             self._log({f"best/{self.cfg.objective.rsplit('/', 1)[-1]}": value}, step)
 
     def _save_weights(self, last_step: int) -> None:
         if type(self.tracker) is tracking.NullTracker:  # nowhere to keep them
             return
+        # With the EMA on, generator.weights.h5 (what evaluate, sample and weights.load read) is
+        # the EMA generator and generator_raw.weights.h5 the raw G.
+        nets = {"generator": self.gan.eval_generator, "discriminator": self.gan.discriminator}
+        if self.gan.ema_generator is not None:
+            nets["generator_raw"] = self.gan.generator
         with tempfile.TemporaryDirectory() as tmp:
-            for net in (self.gan.generator, self.gan.discriminator):
+            for name, net in nets.items():
                 self.stop.check(last_step)  # between uploads: a signal is not held up by the rest
-                path = Path(tmp) / f"{net.name}.weights.h5"
+                path = Path(tmp) / f"{name}.weights.h5"
                 net.save_weights(path)
                 self.tracker.log_artifact(path, "weights")
                 faults.point("weights")
@@ -476,16 +497,17 @@ class Trainer:
                 step, value, weights = self._best
                 best = Path(tmp) / "best" / "generator.weights.h5"
                 best.parent.mkdir()
-                current = self.gan.generator.get_weights()
-                self.gan.generator.set_weights(weights)
-                self.gan.generator.save_weights(best)
-                self.gan.generator.set_weights(current)
+                generator = self.gan.eval_generator
+                current = generator.get_weights()
+                generator.set_weights(weights)
+                generator.save_weights(best)
+                generator.set_weights(current)
                 self.tracker.log_artifact(best, "weights/best")
                 self.tracker.set_tags({"best_step": str(step), "best_value": f"{self.cfg.objective}={value:.6g}"})
         self.stop.check(last_step)
         if self.cfg.tracking.log_model:  # signature from 2 fakes of the run's fixed eval noise
             fakes = self.generate(2)
-            self.tracker.log_keras_model(self.gan.generator, "generator", self._eval_noise[2], fakes)
+            self.tracker.log_keras_model(self.gan.eval_generator, "generator", self._eval_noise[2], fakes)
 
     def _load_weights(self, generator, discriminator, source: str) -> None:
         """From a folder of .weights.h5 files, or the weights/ artifacts of an MLflow run id."""
@@ -497,7 +519,9 @@ class Trainer:
                 except LookupError as err:
                     raise config_mod.ConfigError(f"weights.load: {err}") from None
             for net in (generator, discriminator):
-                path = folder / f"{net.name}.weights.h5"
+                # a run with the EMA on saved its raw G apart: training continues from that one
+                raw = folder / "generator_raw.weights.h5"
+                path = raw if net is generator and raw.is_file() else folder / f"{net.name}.weights.h5"
                 if not path.is_file():
                     raise config_mod.ConfigError(f"weights.load: no {path.name} in {source}")
                 try:

@@ -24,6 +24,7 @@ from gan_runner import registry
 from gan_runner.config.schema import (
     OPTIMIZER_COMMON_PARAMS,
     OPTIMIZER_PARAMS,
+    PENALTY_SCHEMAS,
     SCHEDULE_NULLABLE,
     SCHEDULE_PARAMS,
     RunConf,
@@ -50,6 +51,9 @@ DIVERGENCE_POLICIES = ("raise", "penalty")
 # MLflow's tracking stores (postgresql+psycopg2:// etc. are matched on the part before '+').
 URI_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 STRATEGIES = ("default", "mirrored")
+# The GAN techniques (gan_runner/models/losses.py): the loss group's choices.
+LOSSES = ("ns", "minimax", "hinge", "wasserstein", "lsgan")
+LABELLED_LOSSES = ("ns", "minimax", "lsgan")  # the losses that read labels.real / labels.fake
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, str]:
@@ -169,7 +173,7 @@ def known_keys() -> list[str]:
         return out
 
     keys = walk(RunConf, "")
-    for schemas, group in ((MODEL_SCHEMAS, "model"), (DATA_SCHEMAS, "data")):
+    for schemas, group in ((MODEL_SCHEMAS, "model"), (DATA_SCHEMAS, "data"), (PENALTY_SCHEMAS, "penalty")):
         keys += [k for schema in schemas.values() for k in walk(schema, f"{group}.")]
     params = {p for ps in SCHEDULE_PARAMS.values() for p in ps}
     keys += [f"schedule.{part}{p}" for p in params for part in ("", "d.", "g.")]
@@ -234,7 +238,10 @@ def validate(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
     raw = OmegaConf.to_container(cfg, resolve=True)
     model, data, schedule = raw.pop("model", None) or {}, raw.pop("data", None) or {}, raw.pop("schedule", None) or {}
     raw.pop("experiment", None)
+    penalty = raw.pop("penalty", None) or {"name": "none"}
     out = _merge(RunConf, raw, "")
+    _choice("penalty", penalty.get("name", "?"), list(PENALTY_SCHEMAS))
+    out.penalty = _merge(PENALTY_SCHEMAS[penalty["name"]], penalty, "penalty")
 
     _choice("model", model.get("name", "?"), sorted(MODEL_SCHEMAS))
     _choice("data", data.get("name", "?"), sorted(DATA_SCHEMAS))
@@ -245,6 +252,7 @@ def validate(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
     _need(model_kind == data_kind, f"data: model '{out.model.name}' needs {model_kind} data, "
           f"'{out.data.name}' is {data_kind}; choose data={' or data='.join(registry.data_for(model_kind))}")
     _check_ranges(out)
+    _check_techniques(out, user_keys(overrides))
     MODEL_CHECKS.get(out.model.name, lambda c: None)(out)
     DATA_CHECKS.get(out.data.name, lambda c: None)(out)
     _check_weights_load(out.weights.load)
@@ -339,6 +347,29 @@ def _check_ranges(cfg: DictConfig) -> None:
     _need(cfg.resume != "", "resume: empty; give a run id, a checkpoint folder or 'last'")
     _choice("on_divergence", cfg.on_divergence, DIVERGENCE_POLICIES)
     _need(cfg.early_stop.patience >= 0, f"early_stop.patience: must be >= 0 (0 = off), got {cfg.early_stop.patience}")
+
+
+def _check_techniques(cfg: DictConfig, set_by_user: set[str]) -> None:
+    """loss, penalty, trainer.d_steps, ema: ranges, and the combinations that cannot take effect."""
+    _choice("loss", cfg.loss.name, LOSSES)
+    _positive_int("trainer.d_steps", cfg.trainer.d_steps)
+    _need(cfg.trainer.d_steps == 1 or cfg.trainer["update"] == "alternating",
+          f"trainer.d_steps: {cfg.trainer.d_steps} needs trainer.update=alternating (the simultaneous update "
+          "makes one D and one G update from one G forward)")
+    if cfg.loss.name not in LABELLED_LOSSES:
+        for key in ("labels.real", "labels.fake"):
+            _need(key not in set_by_user, f"{key}: has no effect with loss={cfg.loss.name} (no targets); "
+                                          f"labels apply to loss={', '.join(LABELLED_LOSSES)}")
+    for key in ("weight", "gamma"):
+        if key in cfg.penalty:
+            _positive_float(f"penalty.{key}", cfg.penalty[key])
+    decay = cfg.ema.decay
+    if decay is None:
+        _need("ema.start_step" not in set_by_user, "ema.start_step: has no effect while ema.decay is null (EMA off); "
+                                                    "set ema.decay too, e.g. ema.decay=0.999")
+    else:
+        _need(math.isfinite(decay) and 0 <= decay < 1, f"ema.decay: must be in [0, 1) or null (off), got {decay}")
+    _need(cfg.ema.start_step >= 0, f"ema.start_step: must be >= 0, got {cfg.ema.start_step}")
 
 
 def _check_eval_metrics(cfg: DictConfig) -> None:

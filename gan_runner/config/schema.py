@@ -65,6 +65,7 @@ class TrainerConf:
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     strategy: str = "default"
+    d_steps: int = 1  # D updates per G update (n_critic); train_steps counts G updates
     onednn: Optional[bool] = None  # TF_ENABLE_ONEDNN_OPTS before TF loads; None = TF's choice
 
 
@@ -106,10 +107,39 @@ class EarlyStopConf:
 
 
 @dataclass
+class LossConf:
+    name: str = "ns"
+
+
+@dataclass
+class NoPenalty:
+    name: str = "none"
+
+
+@dataclass
+class GradientPenalty:
+    name: str = "gp"
+    weight: float = 10.0  # lambda (Gulrajani et al. 2017)
+
+
+@dataclass
+class R1Penalty:
+    name: str = "r1"
+    gamma: float = 10.0  # gamma / 2 * E ||grad D(x)||^2 on real data (Mescheder et al. 2018)
+
+
+@dataclass
+class EmaConf:
+    decay: Optional[float] = None  # None: no EMA generator
+    start_step: int = 0  # a plain copy of G before this G update
+
+
+@dataclass
 class Gaussian1dModel:
     name: str = "gaussian1d"
     noise_dim: int = 16
     hidden: int = 32
+    d_spectral_norm: bool = False
 
 
 @dataclass
@@ -131,6 +161,7 @@ class DcganModel:
     d_filters: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     d_strides: list[int] = field(default_factory=lambda: [2, 2, 2, 1])
     leaky_slope: float = 0.2
+    d_spectral_norm: bool = False
     grid_rows: int = 4  # the sample grid logged every sample_every steps
     grid_cols: int = 4
 
@@ -166,10 +197,15 @@ class RunConf:
     schedule: dict[str, Any] = field(default_factory=dict)
     tracking: TrackingConf = field(default_factory=TrackingConf)
     sweep: SweepConf = field(default_factory=SweepConf)
+    loss: LossConf = field(default_factory=LossConf)
+    ema: EmaConf = field(default_factory=EmaConf)
+    penalty: Any = None
     model: Any = None
     data: Any = None
 
 
+# Per-name schemas of the penalty group (its keys depend on the choice; models and data: registry.py).
+PENALTY_SCHEMAS: dict[str, type] = {"none": NoPenalty, "gp": GradientPenalty, "r1": R1Penalty}
 SCHEDULE_PARAMS: dict[str, dict[str, type]] = {
     "constant": {},
     "inverse_time": {"decay_rate": float, "decay_steps": int},

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from gan_runner import plots
 from gan_runner.metrics import classifier
+from gan_runner.models import spectral
 
 
 def latent_dim(model_cfg) -> int:
@@ -38,12 +39,15 @@ def build_generator(model_cfg) -> keras.Model:
 
 def build_discriminator(model_cfg, sample_shape: tuple[int, ...]) -> keras.Model:
     """x (B, 28, 28, 1) -> per filter f, stride t: LeakyReLU -> Conv2D(f, k, t, same) -> Flatten
-    -> Dense(1) logits (B, 1): the seed's sigmoid is folded into the loss, as in gaussian1d."""
+    -> Dense(1) logits (B, 1): the seed's sigmoid is folded into the loss, as in gaussian1d.
+    model.d_spectral_norm: every Conv2D and the Dense spectrally normalised (SNGAN)."""
+    sn = spectral.maybe(model_cfg)
     layers: list = [keras.Input(tuple(sample_shape))]
     for filters, strides in zip(model_cfg.d_filters, model_cfg.d_strides):
         layers += [keras.layers.LeakyReLU(negative_slope=float(model_cfg.leaky_slope)),
-                   keras.layers.Conv2D(int(filters), int(model_cfg.kernel_size), strides=int(strides), padding="same")]
-    layers += [keras.layers.Flatten(), keras.layers.Dense(1)]
+                   sn(keras.layers.Conv2D(int(filters), int(model_cfg.kernel_size), strides=int(strides),
+                                          padding="same"))]
+    layers += [keras.layers.Flatten(), sn(keras.layers.Dense(1))]
     return keras.Sequential(layers, name="discriminator")
 
 

@@ -1,7 +1,9 @@
 """The adversarial training step, shared by every model.
 
-One step = one D update on real + fake (BCE, targets labels.real / labels.fake), then one
-G update through D (target labels.real). The loop over steps runs inside a `tf.function`
+One step = trainer.d_steps D updates on real + fake (the `loss` group's D loss, plus the
+`penalty`), then one G update through D (the loss's G loss), then the EMA of G's weights when
+ema.decay is set. `step` counts G updates. The default (loss=ns, d_steps 1, no penalty, no EMA)
+is the seed's: BCE against labels.real / labels.fake. The loop over steps runs inside a `tf.function`
 (`run_steps`), so the Python cost is paid once per chunk, not once per step.
 
 Everything a step depends on lives in TensorFlow variables: the networks, both optimizers,
@@ -23,6 +25,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from gan_runner.models import ema, losses
+
+METRICS = ("d_loss", "d_acc", "g_loss", "g_acc")  # + d_penalty when a penalty is on
 
 @dataclass(frozen=True)
 class StepConfig:
@@ -33,6 +38,12 @@ class StepConfig:
     real_label: float = 1.0
     fake_label: float = 0.0
     update: str = "alternating"  # alternating | simultaneous
+    loss: str = "ns"  # losses.LOSSES
+    penalty: str = "none"  # losses.PENALTIES
+    penalty_weight: float = 0.0  # gp: lambda; r1: gamma
+    d_steps: int = 1  # D updates per G update (WGAN's n_critic)
+    ema_decay: float | None = None  # None: no EMA generator
+    ema_start: int = 0  # G updates before which the EMA is a plain copy
 
 
 def sequential_bounds(n: int, batch_size: int) -> np.ndarray:
@@ -46,16 +57,21 @@ def sequential_bounds(n: int, batch_size: int) -> np.ndarray:
 
 
 class GanStep:
-    """Owns G, D, their optimizers, the step counter and the training RNG."""
+    """Owns G, D, their optimizers, the step counter, the training RNG and the EMA of G."""
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model,
                  d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer,
-                 real_data: np.ndarray, config: StepConfig, seed: int):
+                 real_data: np.ndarray, config: StepConfig, seed: int, ema_generator: keras.Model | None = None):
         if d_optimizer is g_optimizer:
             raise ValueError("D and G need separate optimizer instances")
         self.generator, self.discriminator = generator, discriminator
         self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
         self.config = config
+        self.d_loss_fn, self.g_loss_fn = losses.PAIRS[config.loss]
+        # Built like G by the caller (same architecture), starting from G's weights.
+        self.ema_generator = ema_generator if config.ema_decay is not None else None
+        if self.ema_generator is not None:
+            self.ema_generator.set_weights(generator.get_weights())
         self.real = tf.constant(real_data)  # (N, ...) kept in memory; batches are gathered in-graph
         self.n_real = int(real_data.shape[0])
         self.bounds = tf.constant(sequential_bounds(self.n_real, config.batch_size))
@@ -64,69 +80,112 @@ class GanStep:
         d_optimizer.build(discriminator.trainable_variables)
         g_optimizer.build(generator.trainable_variables)
         self._run_steps_graph = tf.function(self._run_steps, autograph=False)  # the loop is written out below
-        # One trace for every batch size: the batch dimension is left open.
-        self.generate = tf.function(lambda z: generator(z, training=False),
-                                    input_signature=[tf.TensorSpec((None, config.latent_dim), tf.float32)])
+        # One trace for every batch size: the batch dimension is left open. `generate` is the
+        # generator that evaluation, pictures and saved weights use: the EMA one when on.
+        spec = [tf.TensorSpec((None, config.latent_dim), tf.float32)]
+        self.generate_raw = tf.function(lambda z: generator(z, training=False), input_signature=spec)
+        self.generate = self.generate_raw if self.ema_generator is None else \
+            tf.function(lambda z: self.ema_generator(z, training=False), input_signature=spec)
+        self.metric_names = METRICS + (("d_penalty",) if config.penalty != "none" else ())
+
+    @property
+    def eval_generator(self) -> keras.Model:
+        """The generator evaluated, sampled and saved: the EMA of G when ema.decay is set."""
+        return self.generator if self.ema_generator is None else self.ema_generator
 
     # ---- pieces of a step (each usable on its own; tests call them) -------------------------
 
     def noise(self, n) -> tf.Tensor:
         return self.rng.uniform((n, self.config.latent_dim), -1.0, 1.0)  # (n, latent)
 
-    def real_batch(self) -> tf.Tensor:
+    def real_batch(self, k: int = 0) -> tf.Tensor:
+        """The real batch of D update k of this step (sequential: block step * d_steps + k)."""
         if self.config.order == "sequential":
-            start_end = self.bounds[self.step % tf.shape(self.bounds, out_type=tf.int64)[0]]
+            block = self.step * self.config.d_steps + k
+            start_end = self.bounds[block % tf.shape(self.bounds, out_type=tf.int64)[0]]
             return self.real[start_end[0]:start_end[1]]
         idx = self.rng.uniform((self.config.batch_size,), 0, self.n_real, dtype=tf.int64)
         return tf.gather(self.real, idx)
 
-    @staticmethod
-    def _bce(logits, targets):
-        """Mean binary cross-entropy on logits; `targets` is a tensor like logits or a float."""
-        targets = tf.broadcast_to(tf.cast(targets, logits.dtype), tf.shape(logits))
-        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits))
+    def draw(self) -> dict:
+        """Every random draw of one step, in a fixed order, from the one training RNG: per D
+        update its real batch, noise and (gp) interpolation weights alpha (B,); then G's noise
+        (the last D update's with batch.reuse_noise; none for the simultaneous update). With
+        the defaults: real batch, noise, G noise, as the seed's step."""
+        d = []
+        for k in range(self.config.d_steps):
+            real = self.real_batch(k)
+            rows = tf.shape(real)[0]
+            draw = {"real": real, "noise": self.noise(rows)}
+            if self.config.penalty == "gp":
+                draw["alpha"] = self.rng.uniform(tf.reshape(rows, [1]), 0.0, 1.0)  # (B,): one per sample
+            d.append(draw)
+        if self.config.update == "simultaneous":
+            return {"d": d}
+        g_noise = d[-1]["noise"] if self.config.reuse_noise else self.noise(rows)
+        return {"d": d, "g_noise": g_noise}
 
-    def d_update(self, real, noise):
-        """One D update on real + G(noise). Returns (loss, accuracy at 0.5)."""
+    def _local(self, *tensors):
+        """This replica's rows of a step's draws: all of them on one device (distribute.py)."""
+        return tensors
+
+    def _scale(self, loss):
+        """This replica's share of a batch-mean loss: the whole of it on one device."""
+        return loss
+
+    def _penalty(self, real, fake, alpha):
+        """The penalty group's term of D's loss (0 for none)."""
+        weight = self.config.penalty_weight
+        if self.config.penalty == "gp":
+            return self._scale(losses.gradient_penalty(self.discriminator, real, fake, alpha, weight))
+        if self.config.penalty == "r1":
+            return self._scale(losses.r1_penalty(self.discriminator, real, weight))
+        return tf.constant(0.0)
+
+    def d_update(self, real, noise, alpha=None):
+        """One D update on real + G(noise). Returns (loss without penalty, accuracy at 0, penalty)."""
         fake = self.generator(noise, training=True)
         with tf.GradientTape() as tape:
             real_logits = self.discriminator(real, training=True)
             fake_logits = self.discriminator(fake, training=True)
             loss = self._d_loss(real_logits, fake_logits)
-        grads = tape.gradient(loss, self.discriminator.trainable_variables)
+            penalty = self._penalty(real, fake, alpha)
+            total = loss + penalty if self.config.penalty != "none" else loss
+        grads = tape.gradient(total, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables))
-        return loss, self._d_accuracy(real_logits, fake_logits)
+        return loss, self._d_accuracy(real_logits, fake_logits), penalty
 
     def g_update(self, noise):
         """One G update through D (D's weights untouched). Returns (loss, fraction called real)."""
         with tf.GradientTape() as tape:
             fake_logits = self.discriminator(self.generator(noise, training=True), training=True)
-            loss = self._bce(fake_logits, self.config.real_label)
+            loss = self._g_loss(fake_logits)
         grads = tape.gradient(loss, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
         return loss, tf.reduce_mean(tf.cast(fake_logits > 0, tf.float32))
 
-    def simultaneous_update(self, real, noise):
+    def simultaneous_update(self, real, noise, alpha=None):
         """D and G from one shared G forward (saves the second G pass; not the seed's algorithm)."""
         with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
             fake = self.generator(noise, training=True)
             logits = self.discriminator(tf.concat([real, fake], axis=0), training=True)  # (2B, 1)
             real_logits, fake_logits = logits[:tf.shape(real)[0]], logits[tf.shape(real)[0]:]
             d_loss = self._d_loss(real_logits, fake_logits)
-            g_loss = self._bce(fake_logits, self.config.real_label)
+            g_loss = self._g_loss(fake_logits)
+            penalty = self._penalty(real, tf.stop_gradient(fake), alpha)
+            d_total = d_loss + penalty if self.config.penalty != "none" else d_loss
         d_vars, g_vars = self.discriminator.trainable_variables, self.generator.trainable_variables
-        d_grads, g_grads = d_tape.gradient(d_loss, d_vars), g_tape.gradient(g_loss, g_vars)
+        d_grads, g_grads = d_tape.gradient(d_total, d_vars), g_tape.gradient(g_loss, g_vars)
         self.d_optimizer.apply_gradients(zip(d_grads, d_vars))
         self.g_optimizer.apply_gradients(zip(g_grads, g_vars))
         g_acc = tf.reduce_mean(tf.cast(fake_logits > 0, tf.float32))
-        return d_loss, self._d_accuracy(real_logits, fake_logits), g_loss, g_acc
+        return d_loss, self._d_accuracy(real_logits, fake_logits), g_loss, g_acc, penalty
 
     def _d_loss(self, real_logits, fake_logits):
-        # One BCE over the concatenated 2B batch, like the seed's train_on_batch(concat(real, fake)).
-        logits = tf.concat([real_logits, fake_logits], axis=0)
-        targets = tf.concat([tf.fill(tf.shape(real_logits), self.config.real_label),
-                             tf.fill(tf.shape(fake_logits), self.config.fake_label)], axis=0)
-        return self._bce(logits, targets)
+        return self._scale(self.d_loss_fn(real_logits, fake_logits, self.config.real_label, self.config.fake_label))
+
+    def _g_loss(self, fake_logits):
+        return self._scale(self.g_loss_fn(fake_logits, self.config.real_label, self.config.fake_label))
 
     @staticmethod
     def _d_accuracy(real_logits, fake_logits):
@@ -135,18 +194,29 @@ class GanStep:
 
     # ---- the compiled loop --------------------------------------------------------------------
 
-    def one_step(self):
-        real = self.real_batch()
-        batch = tf.shape(real)[0]
-        noise = self.noise(batch)
+    def update(self, draws: dict) -> dict:
+        """The updates of one step from its draws; the last D update's metrics."""
         if self.config.update == "simultaneous":
-            d_loss, d_acc, g_loss, g_acc = self.simultaneous_update(real, noise)
+            d = draws["d"][0]
+            d_loss, d_acc, g_loss, g_acc, penalty = self.simultaneous_update(
+                *self._local(d["real"], d["noise"], *([d["alpha"]] if "alpha" in d else [])))
         else:
-            d_loss, d_acc = self.d_update(real, noise)
-            g_noise = noise if self.config.reuse_noise else self.noise(batch)
-            g_loss, g_acc = self.g_update(g_noise)
+            for d in draws["d"]:
+                d_loss, d_acc, penalty = self.d_update(
+                    *self._local(d["real"], d["noise"], *([d["alpha"]] if "alpha" in d else [])))
+            g_loss, g_acc = self.g_update(*self._local(draws["g_noise"]))
+        out = {"d_loss": d_loss, "d_acc": d_acc, "g_loss": g_loss, "g_acc": g_acc}
+        if self.config.penalty != "none":
+            out["d_penalty"] = penalty
+        return out
+
+    def one_step(self):
+        out = self.update(self.draw())
+        if self.ema_generator is not None:  # after G's update, from the step's number before it
+            ema.update(self.ema_generator, self.generator, ema.decay_at(self.step, self.config.ema_decay,
+                                                                        self.config.ema_start))
         self.step.assign_add(1)
-        return {"d_loss": d_loss, "d_acc": d_acc, "g_loss": g_loss, "g_acc": g_acc}
+        return out
 
     def run_steps(self, n_steps: int) -> dict[str, tf.Tensor]:
         """Run n_steps steps in-graph (traced once: n_steps goes in as a tensor)."""
@@ -157,7 +227,7 @@ class GanStep:
         step whose loss is NaN/inf, so `step` then names the step that diverged. Written as a
         tf.while_loop: the step has no Python control flow on tensors, and AutoGraph would
         rewrite it and every Keras call below it (~1 s of the 1-D run's tracing) for nothing."""
-        names = ("d_loss", "d_acc", "g_loss", "g_acc")
+        names = self.metric_names
 
         def go_on(i, *metrics):
             finite = tf.math.is_finite(metrics[0] + metrics[2])
@@ -176,6 +246,8 @@ class GanStep:
         Positional names, since Keras' layer names depend on how many layers were built before."""
         groups = {"generator": self.generator.weights, "discriminator": self.discriminator.weights,
                   "d_optimizer": self.d_optimizer.variables, "g_optimizer": self.g_optimizer.variables}
+        if self.ema_generator is not None:
+            groups["generator_ema"] = self.ema_generator.weights
         out = {f"{group}.{i}": var for group, variables in groups.items() for i, var in enumerate(variables)}
         out.update({"step": self.step, "rng": self.rng.state})
         return out

@@ -9,6 +9,7 @@ import numpy as np
 
 from gan_runner import plots
 from gan_runner.metrics import univariate
+from gan_runner.models import spectral
 
 
 def latent_dim(model_cfg) -> int:
@@ -25,11 +26,13 @@ def build_generator(model_cfg) -> keras.Model:
 
 
 def build_discriminator(model_cfg, sample_shape: tuple[int, ...]) -> keras.Model:
-    """x (B, 1) -> Dense(hidden, relu) -> Dense(1) logits (the seed's sigmoid is in the loss)."""
+    """x (B, 1) -> Dense(hidden, relu) -> Dense(1) logits (the seed's sigmoid is in the loss);
+    model.d_spectral_norm: each Dense spectrally normalised (Miyato et al. 2018)."""
+    sn = spectral.maybe(model_cfg)
     return keras.Sequential([
         keras.Input(sample_shape),
-        keras.layers.Dense(model_cfg.hidden, activation="relu"),
-        keras.layers.Dense(1),
+        sn(keras.layers.Dense(model_cfg.hidden, activation="relu")),
+        sn(keras.layers.Dense(1)),
     ], name="discriminator")
 
 
