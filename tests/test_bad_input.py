@@ -43,6 +43,13 @@ BAD = [
     (["on_divergence=ignore"], ["on_divergence", "ignore", "raise", "penalty"]),
     (["optimizer.lr=0.1"], ["optimizer.lr", "unknown key", "did you mean optimizer.d.learning_rate or optimizer.g.learning_rate"]),
     (["+optimizer.params.beta_1=0.5"], ["optimizer.params.beta_1", "not a parameter of optimizer 'rmsprop'", "rho"]),
+    # the GAN techniques (loss, penalty, trainer.d_steps, ema): names, ranges, combinations
+    (["loss=wgan"], ["loss", "wgan", "ns", "hinge", "wasserstein", "lsgan"]),
+    (["penalty=gp", "+penalty.gamma=1"], ["penalty.gamma", "unknown key", "weight"]),
+    (["trainer.d_steps=5", "trainer.update=simultaneous"], ["trainer.d_steps", "trainer.update=alternating"]),
+    (["loss=hinge", "labels.real=0.9"], ["labels.real", "no effect with loss=hinge", "lsgan"]),
+    (["ema.start_step=100"], ["ema.start_step", "no effect", "ema.decay"]),
+    (["ema.decay=1.0"], ["ema.decay", "[0, 1)"]),
     # a value that could not take effect; a search without -m
     (["model=dcgan", "schedule.decay_rate=0.5"], ["schedule.decay_rate", "schedule.d.decay_rate", "schedule.g.decay_rate"]),
     (["hparams_search=gaussian1d_optuna"], ["hparams_search=gaussian1d_optuna", "add -m"]),
