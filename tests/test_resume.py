@@ -81,25 +81,60 @@ def trained(tmp_path_factory) -> dict[str, Pair]:
     (later tests may extend them)."""
     from mlflow.tracking import MlflowClient
 
-    out = {}
     cache = tmp_path_factory.mktemp("classifier")
+    return {model: _pair(tmp_path_factory, model, *model_args(model, cache)) for model in MODELS}
+
+
+def _pair(tmp_path_factory, model: str, args: list[str], n: int) -> Pair:
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path_factory.mktemp(model) / 'mlflow.db'}"
+    full = _train(store, [*args, f"train_steps={2 * n}", "tracking.run_name=full"])
+    half = _train(store, [*args, f"train_steps={n}", "tracking.run_name=half"])
+    assert final_state(store, half).step == n
+    resumed = _train(store, [*args, f"train_steps={2 * n}", f"resume={half}"])
+    assert resumed == half  # the same MLflow run continued, no new one
+    client = MlflowClient(tracking_uri=store)
+    return Pair(store, n, full, half, {r.info.run_id: r for r in all_runs(client, model)},
+                {i: histories(client, i) for i in (full, half)}, {i: final_state(store, i) for i in (full, half)})
+
+
+# The GAN techniques' extra state: the EMA generator, the RNG draws of extra D updates and of
+# gp's alphas, spectral norm's power-iteration vectors (non-trainable weights of D).
+TECHNIQUES = {"wgan_gp_d5_ema": ["loss=wasserstein", "penalty=gp", "trainer.d_steps=5", "ema.decay=0.999"],
+              "hinge_sn": ["loss=hinge", "model.d_spectral_norm=true"]}
+
+
+@pytest.fixture(scope="module")
+def trained_techniques(tmp_path_factory) -> dict[str, Pair]:
+    cache = tmp_path_factory.mktemp("classifier")
+    out = {}
     for model in MODELS:
         args, n = model_args(model, cache)
-        store = f"sqlite:///{tmp_path_factory.mktemp(model) / 'mlflow.db'}"
-        full = _train(store, [*args, f"train_steps={2 * n}", "tracking.run_name=full"])
-        half = _train(store, [*args, f"train_steps={n}", "tracking.run_name=half"])
-        assert final_state(store, half).step == n
-        resumed = _train(store, [*args, f"train_steps={2 * n}", f"resume={half}"])
-        assert resumed == half  # the same MLflow run continued, no new one
-        client = MlflowClient(tracking_uri=store)
-        out[model] = Pair(store, n, full, half, {r.info.run_id: r for r in all_runs(client, model)},
-                          {i: histories(client, i) for i in (full, half)}, {i: final_state(store, i) for i in (full, half)})
+        for name, extra in TECHNIQUES.items():
+            out[f"{model}-{name}"] = _pair(tmp_path_factory, model, [*args, *extra], n)
     return out
 
 
 @pytest.mark.parametrize("model", list(MODELS))
 def test_n_steps_resumed_to_2n_equals_2n_steps_bitwise(model, trained):
-    pair = trained[model]
+    _check_bitwise(trained[model])
+
+
+@pytest.mark.parametrize("case", [f"{m}-{t}" for m in MODELS for t in TECHNIQUES])
+def test_techniques_resume_bitwise(case, trained_techniques):
+    pair = trained_techniques[case]
+    _check_bitwise(pair)
+    arrays = pair.state[pair.full].arrays
+    if "ema" in case:
+        assert any(k.startswith("generator_ema.") for k in arrays)
+        assert "eval_raw/" + ("kl_target" if case.startswith("gaussian1d") else "fd") in pair.history[pair.full]
+    else:  # SN's vector u is a weight of D, so in the checkpoint: kernel, bias, u per layer
+        n_layers = 2 if case.startswith("gaussian1d") else 5
+        assert len([k for k in arrays if k.startswith("discriminator.")]) == 3 * n_layers
+
+
+def _check_bitwise(pair: Pair) -> None:
     n = pair.n
     assert set(pair.runs) == {pair.full, pair.half}
     run = pair.runs[pair.half]
