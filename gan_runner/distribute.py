@@ -17,6 +17,7 @@ replica's local batch statistics (Keras' default), so models with BatchNorm matc
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Iterator
 
@@ -30,8 +31,17 @@ MEAN = tf.distribute.ReduceOp.MEAN
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        return _mirrored()
     return tf.distribute.get_strategy()  # the default strategy: one device, scope() changes nothing
+
+
+@functools.cache
+def _mirrored() -> tf.distribute.MirroredStrategy:
+    """One MirroredStrategy per process. Each new one numbers its collective ops from the same
+    start, and TensorFlow's collective executor remembers an instance number's shapes for the
+    whole process: a second run (a multirun's next job) with other variables then aborts
+    ("Shape mismatch in the collective instance")."""
+    return tf.distribute.MirroredStrategy()
 
 
 @contextlib.contextmanager

@@ -24,6 +24,8 @@ import pytest
 TINY = ["train_steps=20", "log_every=1", "eval_every=10", "sample_every=20", "eval.n_fake=500",
         "checkpoint.every=10", "tracking.experiment=dist"]
 LOSSES = ("train/d_loss", "train/g_loss")
+TECH_KEYS = (*LOSSES, "train/d_penalty", "eval/kl_target")
+TECHNIQUES = ["loss=wasserstein", "penalty=gp", "trainer.d_steps=2", "ema.decay=0.9", "model.d_spectral_norm=true"]
 
 
 def scenarios(tmp: Path) -> dict:
@@ -48,13 +50,17 @@ def scenarios(tmp: Path) -> dict:
         (found,) = client.search_runs([client.get_experiment_by_name("dist").experiment_id],
                                       filter_string=f"attributes.run_name = '{name}'")
         return {"run_id": found.info.run_id, "status": found.info.status,
-                **{k: metric_history(client, found.info.run_id, k) for k in LOSSES}}
+                **{k: metric_history(client, found.info.run_id, k) for k in TECH_KEYS if k in found.data.metrics}}
 
     with distribute.scope("mirrored") as strategy:
         replicas = strategy.num_replicas_in_sync
         step_class = distribute.step_class().__name__
     out = {"replicas": replicas, "step_class": step_class,
            "default": run("default"), "mirrored": run("mirrored", "trainer.strategy=mirrored")}
+    # The GAN techniques under mirrored: each replica's share of the penalty, the extra D
+    # updates' draws made once in cross-replica context, the EMA updated there, SN's u per replica.
+    out["techniques"] = {name: run(f"tech_{name}", f"trainer.strategy={strategy}", *TECHNIQUES)
+                         for name, strategy in (("default", "default"), ("mirrored", "mirrored"))}
     # Stop at step 10 (train_steps is allowed to change on resume), then resume to 20.
     half = run("half", "trainer.strategy=mirrored", "train_steps=10")
     try:  # the other strategy, asked for on the command line: refused before anything runs
@@ -88,6 +94,17 @@ def test_mirrored_losses_match_one_device_at_equal_global_batch(result):
         assert [s for s, _ in one] == [s for s, _ in two] == list(range(1, 21)), key
         assert [v for _, v in two] == pytest.approx([v for _, v in one], rel=1e-4, abs=1e-5), key
         assert len({v for _, v in two}) > 10, key  # training moved: not a constant that matches by accident
+
+
+def test_mirrored_techniques_match_one_device(result):
+    """loss=wasserstein penalty=gp trainer.d_steps=2 ema.decay=0.9 model.d_spectral_norm=true:
+    losses, the penalty and the EMA generator's eval/kl_target within float tolerance."""
+    one, two = result["techniques"]["default"], result["techniques"]["mirrored"]
+    assert two["status"] == "FINISHED"
+    for key in TECH_KEYS:
+        assert [s for s, _ in one[key]] == [s for s, _ in two[key]] and len(one[key]) >= 2, key
+        assert [v for _, v in two[key]] == pytest.approx([v for _, v in one[key]], rel=1e-3, abs=1e-4), key
+    assert len({v for _, v in two["train/d_penalty"]}) > 10  # training moved
 
 
 def test_resume_with_another_strategy_is_refused(result):
