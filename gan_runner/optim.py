@@ -9,11 +9,17 @@ from omegaconf import DictConfig
 KERAS_NAMES = {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}
 
 
-def build_schedule(sched_cfg: DictConfig, net: str, learning_rate: float, total_steps: int):
+def build_schedule(sched_cfg: DictConfig, net: str, learning_rate: float, total_steps: int, per_step: int = 1):
     """A float (constant) or a keras LearningRateSchedule. `schedule.<net>` overrides the
-    shared parameters for that network (the DCGAN seed decays D and G at different rates)."""
+    shared parameters for that network (the DCGAN seed decays D and G at different rates).
+    Schedules are in training steps (G updates): a network updated `per_step` times a step
+    (D with trainer.d_steps) has its decay_steps and total scaled so, since Keras schedules
+    count the optimizer's own iterations."""
     params = {k: v for k, v in sched_cfg.items() if k not in ("name", "d", "g")}
     params.update({k: v for k, v in (sched_cfg.get(net) or {}).items() if v is not None})
+    if params.get("decay_steps"):
+        params["decay_steps"] *= per_step
+    total_steps *= per_step
     schedules = keras.optimizers.schedules
     match sched_cfg.name:
         case "constant":
@@ -27,9 +33,11 @@ def build_schedule(sched_cfg: DictConfig, net: str, learning_rate: float, total_
     raise ValueError(f"schedule: unknown choice '{sched_cfg.name}'")
 
 
-def build_optimizer(opt_cfg: DictConfig, sched_cfg: DictConfig, net: str, total_steps: int) -> keras.optimizers.Optimizer:
-    """Optimizer for network `net` ('d' or 'g'): optimizer.<net>.learning_rate under the schedule."""
-    lr = build_schedule(sched_cfg, net, float(opt_cfg[net].learning_rate), total_steps)
+def build_optimizer(opt_cfg: DictConfig, sched_cfg: DictConfig, net: str, total_steps: int,
+                    per_step: int = 1) -> keras.optimizers.Optimizer:
+    """Optimizer for network `net` ('d' or 'g'): optimizer.<net>.learning_rate under the schedule,
+    updated `per_step` times per training step."""
+    lr = build_schedule(sched_cfg, net, float(opt_cfg[net].learning_rate), total_steps, per_step)
     optimizer = keras.optimizers.get({"class_name": KERAS_NAMES[opt_cfg.name], "config": dict(opt_cfg.params)})
     optimizer.learning_rate = lr  # set after: get() deserialises config dicts, not schedule objects
     return optimizer

@@ -250,7 +250,7 @@ def build_gan(cfg: DictConfig, real: np.ndarray, load_weights=None):
             load_weights(generator, discriminator)
         return distribute.step_class()(
             generator, discriminator,
-            build_optimizer(cfg.optimizer, cfg.schedule, "d", cfg.train_steps),
+            build_optimizer(cfg.optimizer, cfg.schedule, "d", cfg.train_steps, cfg.trainer.d_steps),
             build_optimizer(cfg.optimizer, cfg.schedule, "g", cfg.train_steps),
             real,
             StepConfig(latent_dim=model.latent_dim(cfg.model), batch_size=cfg.batch.size,

@@ -10,6 +10,12 @@ Each combination is composed with Hydra's compose API and validated, then either
 A group's node must not depend on the choices of other groups (no leaks), except through a
 specialization file (conf/model_schedule/<model>_<schedule>.yaml and the like).
 
+The GAN techniques (loss and penalty groups, trainer.d_steps, model.d_spectral_norm, ema.decay)
+are not multiplied in: each (model, optimizer, schedule) gets one choice of them, picked greedily
+so that the trained combinations cover every pair of values (all-pairs) of those axes, model and
+trainer.update, which keeps the number of trainings that of the product without them. The pair
+d_steps > 1 with the simultaneous update is refused by name instead.
+
 Combinations whose validated config and data are identical (model=dcgan_mnist is another name
 for dcgan; fashion_mnist read from the MNIST files when Debian's copy is not installed) are one
 training: it runs once and every one of them is checked against it.
@@ -38,6 +44,10 @@ STEPS = 3
 NOT_IN_PRODUCT = {"tracking": "where results go, not what trains (test_train and test_sweeps cover both)"}
 # Choices that are values, not config groups.
 VALUE_CHOICES = {"trainer.update": config.UPDATES}
+# Covered pairwise, not multiplied in (module docstring): config groups, then values.
+PAIRWISE = {"loss": config.group_options("loss"), "penalty": config.group_options("penalty"),
+            "trainer.d_steps": ["1", "2"], "model.d_spectral_norm": ["false", "true"], "ema.decay": ["null", "0.9"]}
+REFUSED_PAIR = {("trainer.d_steps", "2"), ("trainer.update", "simultaneous")}  # d_steps needs alternating
 TINY = [f"train_steps={STEPS}", "batch.size=8", "data.n=32"]
 # Smaller networks per model module (the shapes still give 28x28 images); a module not listed
 # trains at its configured size.
@@ -54,9 +64,36 @@ def product_groups() -> list[str]:
         if isinstance(entry, dict):
             ((key, value),) = entry.items()
             key = key.removeprefix("optional ").strip()
-            if value is not None and "${" not in str(value) and "/" not in key and key not in NOT_IN_PRODUCT:
+            if value is not None and "${" not in str(value) and "/" not in key and key not in NOT_IN_PRODUCT \
+                    and key not in PAIRWISE:
                 groups.append(key)
     return sorted(groups)
+
+
+def pairs(row: dict[str, str]) -> set[frozenset]:
+    """The value pairs of a trained row that involve a technique axis."""
+    items = sorted(row.items())
+    return {frozenset((a, b)) for i, a in enumerate(items) for b in items[i + 1:]
+            if a[0] in PAIRWISE or b[0] in PAIRWISE}
+
+
+def technique_plan(keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], dict[str, str]]:
+    """key (model, optimizer, schedule) -> one value per PAIRWISE axis, chosen greedily (first
+    best, so the plan is the same every run) to cover the most pairs not covered yet by the
+    rows that train: the key's alternating row, and its simultaneous row unless d_steps > 1."""
+    options = [dict(zip(PAIRWISE, values)) for values in itertools.product(*PAIRWISE.values())]
+    covered: set[frozenset] = set()
+    plan = {}
+
+    def rows(model, tech):
+        return [{"model": model, "trainer.update": u, **tech} for u in config.UPDATES
+                if not REFUSED_PAIR <= {("trainer.update", u), *tech.items()}]
+
+    for key in keys:
+        best = max(options, key=lambda t: len(set().union(*(pairs(r) for r in rows(key[0], t))) - covered))
+        plan[key] = best
+        covered |= set().union(*(pairs(r) for r in rows(key[0], best)))
+    return plan
 
 
 @functools.cache
@@ -174,6 +211,10 @@ def test_every_combination_of_choices_trains_or_is_refused_by_name():
     assert {"model", "optimizer", "schedule", "data"} <= set(groups), groups
     axes = {g: config.group_options(g) for g in groups} | {k: list(v) for k, v in VALUE_CHOICES.items()}
     combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    # one technique choice per distinct training (dcgan_mnist is dcgan); data does not matter
+    keys = sorted({(alias_of("model", c["model"]), c["optimizer"], c["schedule"]) for c in combos})
+    plan = technique_plan(keys)
+    trained_pairs: set[frozenset] = set()
     started = time.perf_counter()
     trained: dict[tuple, tuple] = {}  # the same config and data shape -> one training
     refused, checked, nodes, missing = [], 0, {}, set()
@@ -182,28 +223,46 @@ def test_every_combination_of_choices_trains_or_is_refused_by_name():
         with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
             for group_choice in itertools.product(*(axes[g] for g in groups)):
                 choice = dict(zip(groups, group_choice))
-                composed = compose(config_name="config", overrides=combination_overrides(choice))
-                for group in groups:  # what a choice's file sets depends on that choice only
+                tech = plan[(alias_of("model", choice["model"]), choice["optimizer"], choice["schedule"])]
+                composed = compose(config_name="config", overrides=combination_overrides({**choice, **tech}))
+                for group in [*groups, "loss", "penalty"]:  # what a choice's file sets depends on that choice only
+                    choice[group] = choice.get(group, tech.get(group))
                     key = (group, choice[group], specialization(group, choice))
                     node = {k: v for k, v in OmegaConf.to_container(composed[group], resolve=True).items()
-                            if k in own_keys(group, choice[group])}
+                            if k in own_keys(group, choice[group]) and f"{group}.{k}" not in PAIRWISE}
                     assert nodes.setdefault(key, node) == node, (choice, group, node, nodes[key])
                     if "name" in composed[group]:
                         assert composed[group].name == alias_of(group, choice[group]), (choice, group)
                 # Values (trainer.update) are plain overrides of one key: set on the composed config.
                 for values in itertools.product(*VALUE_CHOICES.values()):
-                    choice = {**dict(zip(groups, group_choice)), **dict(zip(VALUE_CHOICES, values))}
+                    choice = {**dict(zip(groups, group_choice)), **tech, **dict(zip(VALUE_CHOICES, values))}
                     overrides = combination_overrides(choice)
                     raw = composed.copy()
                     for key, value in zip(VALUE_CHOICES, values):
                         OmegaConf.update(raw, key, value)
-                    checked += check_combination(choice, raw, overrides, axes, trained, refused, missing)
+                    ok = check_combination(choice, raw, overrides, axes, trained, refused, missing)
+                    checked += ok
+                    if ok:
+                        trained_pairs |= pairs({"model": alias_of("model", choice["model"]), **tech,
+                                                "trainer.update": choice["trainer.update"]})
     finally:
         tf.config.run_functions_eagerly(False)
     wall = time.perf_counter() - started
     print(f"\n{len(combos)} combinations ({' x '.join(f'{len(v)} {k}' for k, v in axes.items())}): "
           f"{checked} trained ({len(trained)} distinct trainings), {len(refused)} refused, {wall:.1f} s "
           f"({TIMES['train']:.1f} s of it training)")
+    # d_steps > 1 with the simultaneous update is refused by name, wherever the data fits.
+    other = [(c, m) for c, m in refused if not m.startswith("data: ")]
+    assert other and all(m.startswith("trainer.d_steps: 2 needs trainer.update=alternating") for _, m in other)
+    assert all(REFUSED_PAIR <= set(c.items()) for c, _ in other)
+    refused = [(c, m) for c, m in refused if m.startswith("data: ")]
+    # Every pair of technique values (and with model, trainer.update) trained at least once.
+    if not missing:
+        everything = {"model": sorted({k[0] for k in keys}), "trainer.update": list(config.UPDATES), **PAIRWISE}
+        wanted = set().union(*(pairs(dict(zip(everything, values))) for values in itertools.product(*everything.values())))
+        wanted = {p for p in wanted if p != frozenset(REFUSED_PAIR)}
+        assert wanted <= trained_pairs, sorted(map(sorted, wanted - trained_pairs))[:5]
+        print(f"{len(wanted)} technique value pairs covered by {len(keys)} choices")
     # Refused exactly where the model needs another kind of data, and nowhere else.
     needs_other_data = {(c["model"], c["data"]) for c, _ in refused}
     assert needs_other_data == {(m, d) for m in axes["model"] for d in axes["data"]
@@ -212,7 +271,7 @@ def test_every_combination_of_choices_trains_or_is_refused_by_name():
     assert all(message.startswith("data: ") for _, message in refused)
     if missing:  # e.g. Fashion-MNIST: apt-get install dataset-fashion-mnist
         warnings.warn(f"not trained, data not on this machine: data={', data='.join(sorted(missing))}")
-    assert checked > 0 and checked == sum(c["data"] not in missing for c in combos) - len(refused)
+    assert checked > 0 and checked == sum(c["data"] not in missing for c in combos) - len(refused) - len(other)
 
 
 def test_optimizer_params_match_the_keras_constructors():
