@@ -4,19 +4,25 @@ README quotes, measured on this machine. Each section prints a small table.
 Sections (one module each in gan_runner/bench/): gaussian1d (the seed's full 1-D schedule
 through the real CLI); sweep (8 such jobs, basic launcher vs joblib, and a job's overhead);
 dcgan (step time, GFLOP/s against the numpy matmul peak, peak RSS); quality (the DCGAN's
-eval/fd, eval/mnist_score, eval/coverage next to real digits, and what judging costs).
+eval/fd, eval/mnist_score, eval/coverage next to real digits, and what judging costs); techniques
+(losses, penalties, spectral norm, EMA: the 1-D GAN per loss, step-time overheads, the DCGAN presets
+of experiments/ at equal steps and equal time, an FD chart).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+from pathlib import Path
 
 from gan_runner.bench.dcgan import bench_dcgan
 from gan_runner.bench.gaussian1d import bench_gaussian1d
 from gan_runner.bench.quality import bench_quality
 from gan_runner.bench.sweep import bench_sweep
+from gan_runner.bench.techniques import PRESETS, bench_techniques
 
-SECTIONS = {"gaussian1d": bench_gaussian1d, "sweep": bench_sweep, "dcgan": bench_dcgan, "quality": bench_quality}
+SECTIONS = {"gaussian1d": bench_gaussian1d, "sweep": bench_sweep, "dcgan": bench_dcgan, "quality": bench_quality,
+            "techniques": bench_techniques}  # its options are bound in main()
 
 
 def main() -> None:
@@ -24,10 +30,21 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sections", nargs="*", help=f"any of: {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
+    techniques = parser.add_argument_group("techniques (gan_runner/bench/techniques.py)")
+    techniques.add_argument("--steps", default="300,2000", help="G steps of each preset run, comma-separated")
+    techniques.add_argument("--seeds", type=int, default=3, help="seeds per preset and per 1-D loss")
+    techniques.add_argument("--presets", default=",".join(PRESETS), help="experiments/ to compare, comma-separated")
+    techniques.add_argument("--parts", default="1d,overheads,presets", help="which parts of the section to run")
+    techniques.add_argument("--no-equal-time", action="store_true", help="skip the runs at seed_dcgan's wall time")
+    techniques.add_argument("--out", type=Path, default=Path("docs/techniques_fd.png"), help="the FD-over-steps chart")
     args = parser.parse_args()
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    SECTIONS["techniques"] = functools.partial(
+        bench_techniques, steps=[int(n) for n in args.steps.split(",")], seeds=args.seeds,
+        presets=args.presets.split(","), equal_time=not args.no_equal_time, out=args.out,
+        parts=tuple(args.parts.split(",")))
     for name in args.sections or SECTIONS:
         SECTIONS[name](args.repeats)
 

@@ -1,0 +1,198 @@
+"""`make bench ARGS="techniques [--steps 300,2000] [--seeds 3] [--presets a,b] [--no-equal-time]"`:
+which GAN technique wins, measured here (gan_runner/bench/techniques.py).
+
+  * 1-D: the seed's 1-D GAN (3000 steps) per loss, as one multirun (`-m loss=... seed=...`):
+    eval/kl_target (KL of 20,000 fakes to N(0, 1)) mean +- std over the seeds.
+  * Step time: the DCGAN's seconds per step (batch 64) without and with gp, r1, spectral norm
+    (in this process, after tracing; `repeats` timings, median), as overheads over the plain step.
+  * DCGAN presets (experiments/): each at equal G steps (every --steps) and, unless
+    --no-equal-time, at the wall-clock training time of seed_dcgan's run at the largest steps;
+    --seeds seeds each, through the real CLI into one SQLite store. A table of the last
+    eval/fd, eval/mnist_score, eval/coverage (mean +- std over seeds) and seconds per step
+    (training only: loop time less evaluation and pictures), and a seaborn chart of eval/fd over
+    steps per preset (band: +- std over seeds) written to --out.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PRESETS = ("seed_dcgan", "dcgan_ema", "dcgan_lsgan", "dcgan_hinge_sn", "dcgan_wgan_gp")
+LOSSES_1D = {"": "ns,minimax,hinge,wasserstein,lsgan", "penalty=gp": "wasserstein"}
+OVERHEADS = {"plain (ns)": [], "penalty=gp": ["penalty=gp"], "penalty=r1": ["penalty=r1"],
+             "model.d_spectral_norm=true": ["model.d_spectral_norm=true"],
+             "trainer.d_steps=5": ["trainer.d_steps=5"]}
+EXPERIMENT = "techniques"
+
+
+def _data_args() -> list[str]:
+    mnist = os.environ.get("GAN_RUNNER_MNIST")
+    return [f"data.path={mnist}"] if mnist else []
+
+
+def _cli(args: list[str], store: str, cwd: Path) -> None:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    subprocess.run([sys.executable, "-m", "gan_runner", *args, f"tracking.uri={store}",
+                    f"tracking.experiment={EXPERIMENT}", "tracking.log_model=false", "checkpoint.every=0"],
+                   cwd=cwd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _runs(store: str, experiment: str = EXPERIMENT) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    exp = client.get_experiment_by_name(experiment)
+    return [r for r in client.search_runs([exp.experiment_id], max_results=5000) if r.info.status == "FINISHED"]
+
+
+def _mean_std(values: list[float], fmt: str = "{:.2f}") -> str:
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{fmt.format(statistics.mean(values))} +- {fmt.format(std)} (n={len(values)})"
+
+
+def bench_1d(store: str, tmp: Path, seeds: int) -> None:
+    from rich.table import Table
+
+    from gan_runner.bench.common import console
+
+    seed_list = ",".join(str(s) for s in range(seeds))
+    for extra, losses in LOSSES_1D.items():
+        _cli(["-m", f"loss={losses}", f"seed={seed_list}", *([extra] if extra else []),
+              f"hydra.sweep.dir={tmp / 'multirun'}", "tracking.experiment=gaussian1d"], store, tmp)
+    rows: dict[str, list] = {}
+    for run in _runs(store, "gaussian1d"):
+        tags = run.data.tags
+        label = tags["loss"] + ("" if tags["penalty"] == "none" else f" + {tags['penalty']}")
+        rows.setdefault(label, []).append(run.data.metrics)
+    table = Table(title=f"1-D GAN (the seed's 3000 steps) per loss, {seeds} seeds: mean +- std")
+    for column in ("loss", "eval/kl_target", "eval/w1", "eval/std (target 1)", "floor (kl_target of real)"):
+        table.add_column(column, justify="left" if column == "loss" else "right")
+    for label, metrics in rows.items():
+        table.add_row(label, *(_mean_std([m[k] for m in metrics], "{:.4f}") for k in
+                               ("eval/kl_target", "eval/w1", "eval/std", "eval/kl_target_floor")))
+    console.print(table)
+
+
+def bench_overheads(repeats: int, steps: int = 10) -> dict[str, float]:
+    """Seconds per DCGAN step (model defaults, batch 64), median of `repeats` timings of `steps` steps."""
+    from hydra import compose, initialize_config_dir
+    from rich.table import Table
+
+    from gan_runner import config, data, tracking, train
+    from gan_runner.bench.common import console
+
+    out = {}
+    for label, extra in OVERHEADS.items():
+        overrides = ["model=dcgan", *_data_args(), "data.n=2000", "tracking=none", *extra]
+        with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
+            cfg = config.validate(compose(config_name="config", overrides=overrides), overrides)
+        train.configure_threads(cfg.trainer)
+        trainer = train.Trainer(cfg, data.load(cfg.data, cfg.seed), tracking.NullTracker())
+        trainer._run_chunk(2)  # traces
+        times = []
+        for _ in range(max(repeats, 1)):
+            started = time.perf_counter()
+            trainer._run_chunk(steps)
+            times.append((time.perf_counter() - started) / steps)
+        out[label] = statistics.median(times)
+    base = out["plain (ns)"]
+    table = Table(title=f"DCGAN step time (batch 64, {steps} steps x {repeats}, median)")
+    for column in ("D", "s/step", "overhead"):
+        table.add_column(column, justify="left" if column == "D" else "right")
+    for label, seconds in out.items():
+        table.add_row(label, f"{seconds:.3f}", f"{seconds / base - 1:+.0%}")
+    console.print(table)
+    return out
+
+
+def _train_s(m: dict) -> float:
+    return m["perf/loop_s"] - m.get("perf/eval_s", 0.0) - m.get("perf/pictures_s", 0.0)
+
+
+def bench_presets(store: str, tmp: Path, steps: list[int], seeds: int, presets: list[str], equal_time: bool,
+                  out: Path) -> None:
+    # Hydra override values: no '=', ',' or '()' in run names. The three metrics of the table only.
+    common = ["model=dcgan", *_data_args(), "sample_every=100000", "plot_every=100000",
+              "eval.metrics=[fd,mnist_score,coverage]"]
+    plan = [(p, n, s, f"{p}/{n} steps") for n in steps for p in presets for s in range(seeds)]
+    for preset, n, seed, group in plan:
+        _cli([f"experiment={preset}", *common, f"train_steps={n}", f"eval_every={max(1, n // 10)}", f"seed={seed}",
+              f"tracking.run_name={group}"], store, tmp)
+    if equal_time and "seed_dcgan" in presets:
+        longest = max(steps)
+        by_group: dict[str, list] = {}
+        for r in _runs(store):
+            by_group.setdefault(r.data.tags["mlflow.runName"], []).append(r.data.metrics)
+        budget = statistics.mean(_train_s(m) for m in by_group[f"seed_dcgan/{longest} steps"])
+        for preset in presets:
+            if preset == "seed_dcgan":
+                continue
+            per_step = statistics.mean(_train_s(m) / longest for m in by_group[f"{preset}/{longest} steps"])
+            n = max(1, round(budget / per_step))
+            for seed in range(seeds):
+                _cli([f"experiment={preset}", *common, f"train_steps={n}", f"eval_every={max(1, n // 10)}",
+                      f"seed={seed}", f"tracking.run_name={preset}/{n} steps at equal time {budget:.0f}s"], store, tmp)
+    _report(store, out)
+
+
+def _report(store: str, out: Path) -> None:
+    import pandas as pd
+    import seaborn as sns
+    from mlflow.tracking import MlflowClient
+    from rich.table import Table
+
+    from gan_runner import plots
+    from gan_runner.bench.common import console
+
+    client = MlflowClient(tracking_uri=store)
+    groups: dict[str, list] = {}
+    curves = []
+    for run in _runs(store):
+        group = run.data.tags["mlflow.runName"]
+        groups.setdefault(group, []).append(run)
+        curves += [{"preset": group, "seed": run.data.tags["seed"], "step": m.step, "eval/fd": m.value}
+                   for m in client.get_metric_history(run.info.run_id, "eval/fd")]
+    table = Table(title="DCGAN presets on MNIST (eval.n_fake=2000): last evaluation, mean +- std over seeds")
+    for column in ("preset / steps", "eval/fd", "eval/mnist_score", "eval/coverage", "s/step (training)"):
+        table.add_column(column, justify="left" if column.startswith("preset") else "right")
+    for group, runs in sorted(groups.items()):
+        metrics = [r.data.metrics for r in runs]
+        steps = int(group.split("/")[1].split()[0])
+        table.add_row(group, *(_mean_std([m[k] for m in metrics]) for k in ("eval/fd", "eval/mnist_score", "eval/coverage")),
+                      _mean_std([_train_s(m) / steps for m in metrics], "{:.3f}"))
+    floor = [r.data.metrics["eval/fd_floor"] for runs in groups.values() for r in runs if "eval/fd_floor" in r.data.metrics]
+    if floor:
+        table.add_row("real digits (eval/fd_floor)", f"{statistics.mean(floor):.2f}", "", "", "")
+    console.print(table)
+    frame = pd.DataFrame(curves)
+    if frame.empty:
+        return
+    fig, ax = plots.plt.subplots(figsize=(8, 4.5))  # plots: the Agg backend, set once
+    sns.lineplot(data=frame, x="step", y="eval/fd", hue="preset", errorbar="sd", ax=ax)
+    ax.set_yscale("log")
+    ax.set_title("eval/fd over G steps per preset (band: +- std over seeds)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plots.close(fig)
+    console.print(f"chart: {out}")
+
+
+def bench_techniques(repeats: int, steps: list[int], seeds: int, presets: list[str], equal_time: bool,
+                     out: Path, parts: tuple[str, ...] = ("1d", "overheads", "presets")) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
+        if "1d" in parts:
+            bench_1d(store, Path(tmp), seeds)
+        if "overheads" in parts:
+            bench_overheads(repeats)
+        if "presets" in parts:
+            bench_presets(store, Path(tmp), steps, seeds, presets, equal_time, out)
