@@ -19,7 +19,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,11 +35,11 @@ def _data_args() -> list[str]:
     return [f"data.path={mnist}"] if mnist else []
 
 
-def _cli(args: list[str], store: str, cwd: Path) -> None:
+def _cli(args: list[str], store: str, cwd: Path, experiment: str = EXPERIMENT) -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("MLFLOW_TRACKING_URI", None)
     subprocess.run([sys.executable, "-m", "gan_runner", *args, f"tracking.uri={store}",
-                    f"tracking.experiment={EXPERIMENT}", "tracking.log_model=false", "checkpoint.every=0"],
+                    f"tracking.experiment={experiment}", "tracking.log_model=false", "checkpoint.every=0"],
                    cwd=cwd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -49,7 +48,9 @@ def _runs(store: str, experiment: str = EXPERIMENT) -> list:
 
     client = MlflowClient(tracking_uri=store)
     exp = client.get_experiment_by_name(experiment)
-    return [r for r in client.search_runs([exp.experiment_id], max_results=5000) if r.info.status == "FINISHED"]
+    # a sweep's parent run (gan_runner.sweep) holds no training metrics: left out
+    return [r for r in client.search_runs([exp.experiment_id], max_results=5000)
+            if r.info.status == "FINISHED" and "perf/loop_s" in r.data.metrics]
 
 
 def _mean_std(values: list[float], fmt: str = "{:.2f}") -> str:
@@ -67,7 +68,7 @@ def bench_1d(store: str, tmp: Path, seeds: int) -> None:
     seed_list = ",".join(str(s) for s in range(seeds))
     for extra, losses in LOSSES_1D.items():
         _cli(["-m", f"loss={losses}", f"seed={seed_list}", *([extra] if extra else []),
-              f"hydra.sweep.dir={tmp / 'multirun'}", "tracking.experiment=gaussian1d"], store, tmp)
+              f"hydra.sweep.dir={tmp / 'multirun'}"], store, tmp, "gaussian1d")
     rows: dict[str, list] = {}
     for run in _runs(store, "gaussian1d"):
         tags = run.data.tags
@@ -187,12 +188,15 @@ def _report(store: str, out: Path) -> None:
 
 
 def bench_techniques(repeats: int, steps: list[int], seeds: int, presets: list[str], equal_time: bool,
-                     out: Path, parts: tuple[str, ...] = ("1d", "overheads", "presets")) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        store = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        if "1d" in parts:
-            bench_1d(store, Path(tmp), seeds)
-        if "overheads" in parts:
-            bench_overheads(repeats)
-        if "presets" in parts:
-            bench_presets(store, Path(tmp), steps, seeds, presets, equal_time, out)
+                     out: Path, parts: tuple[str, ...] = ("1d", "overheads", "presets"),
+                     folder: Path = Path(".bench/techniques")) -> None:
+    """The runs go to a fresh SQLite store in `folder` (kept: a later failure loses no runs)."""
+    folder = folder.resolve() / time.strftime("%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True)
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    if "1d" in parts:
+        bench_1d(store, folder, seeds)
+    if "overheads" in parts:
+        bench_overheads(repeats)
+    if "presets" in parts:
+        bench_presets(store, folder, steps, seeds, presets, equal_time, out)
