@@ -21,8 +21,8 @@ from gan_runner.bench.quality import bench_quality
 from gan_runner.bench.sweep import bench_sweep
 from gan_runner.bench.techniques import PRESETS, bench_techniques
 
-SECTIONS = {"gaussian1d": bench_gaussian1d, "sweep": bench_sweep, "dcgan": bench_dcgan, "quality": bench_quality,
-            "techniques": bench_techniques}  # its options are bound in main()
+SECTIONS = {"gaussian1d": bench_gaussian1d, "sweep": bench_sweep, "dcgan": bench_dcgan,
+            "quality": bench_quality, "techniques": bench_techniques}  # techniques' options: bound in main()
 
 
 def main() -> None:
@@ -33,10 +33,10 @@ def main() -> None:
     techniques = parser.add_argument_group("techniques (gan_runner/bench/techniques.py)")
     techniques.add_argument("--steps", default="300,2000", help="G steps of each preset run, comma-separated")
     techniques.add_argument("--seeds", type=int, default=3, help="seeds per preset and per 1-D loss")
-    techniques.add_argument("--presets", default=",".join(PRESETS), help="experiments/ to compare, comma-separated")
-    techniques.add_argument("--parts", default="1d,overheads,presets", help="which parts of the section to run")
-    techniques.add_argument("--no-equal-time", action="store_true", help="skip the runs at seed_dcgan's wall time")
-    techniques.add_argument("--out", type=Path, default=Path("docs/techniques_fd.png"), help="the FD-over-steps chart")
+    techniques.add_argument("--presets", default=",".join(PRESETS), help="experiments/ to compare (comma-separated)")
+    techniques.add_argument("--parts", default="1d,overheads,presets", help="the parts of the section to run")
+    techniques.add_argument("--no-equal-time", action="store_true", help="skip the runs at seed_dcgan's time")
+    techniques.add_argument("--out", type=Path, default=Path("docs/techniques_fd.png"), help="the FD chart")
     args = parser.parse_args()
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:

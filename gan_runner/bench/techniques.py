@@ -126,8 +126,8 @@ def bench_presets(store: str, tmp: Path, steps: list[int], seeds: int, presets: 
               "eval.metrics=[fd,mnist_score,coverage]"]
     plan = [(p, n, s, f"{p}/{n} steps") for n in steps for p in presets for s in range(seeds)]
     for preset, n, seed, group in plan:
-        _cli([f"experiment={preset}", *common, f"train_steps={n}", f"eval_every={max(1, n // 10)}", f"seed={seed}",
-              f"tracking.run_name={group}"], store, tmp)
+        _cli([f"experiment={preset}", *common, f"train_steps={n}", f"eval_every={max(1, n // 10)}",
+              f"seed={seed}", f"tracking.run_name={group}"], store, tmp)
     if equal_time and "seed_dcgan" in presets:
         longest = max(steps)
         by_group: dict[str, list] = {}
@@ -140,8 +140,9 @@ def bench_presets(store: str, tmp: Path, steps: list[int], seeds: int, presets: 
             per_step = statistics.mean(_train_s(m) / longest for m in by_group[f"{preset}/{longest} steps"])
             n = max(1, round(budget / per_step))
             for seed in range(seeds):
+                name = f"{preset}/{n} steps at equal time {budget:.0f}s"
                 _cli([f"experiment={preset}", *common, f"train_steps={n}", f"eval_every={max(1, n // 10)}",
-                      f"seed={seed}", f"tracking.run_name={preset}/{n} steps at equal time {budget:.0f}s"], store, tmp)
+                      f"seed={seed}", f"tracking.run_name={name}"], store, tmp)
     _report(store, out)
 
 
@@ -168,9 +169,11 @@ def _report(store: str, out: Path) -> None:
     for group, runs in sorted(groups.items()):
         metrics = [r.data.metrics for r in runs]
         steps = int(group.split("/")[1].split()[0])
-        table.add_row(group, *(_mean_std([m[k] for m in metrics]) for k in ("eval/fd", "eval/mnist_score", "eval/coverage")),
+        table.add_row(group, *(_mean_std([m[k] for m in metrics]) for k in ("eval/fd", "eval/mnist_score",
+                                                                            "eval/coverage")),
                       _mean_std([_train_s(m) / steps for m in metrics], "{:.3f}"))
-    floor = [r.data.metrics["eval/fd_floor"] for runs in groups.values() for r in runs if "eval/fd_floor" in r.data.metrics]
+    floor = [r.data.metrics["eval/fd_floor"] for runs in groups.values() for r in runs
+             if "eval/fd_floor" in r.data.metrics]
     if floor:
         table.add_row("real digits (eval/fd_floor)", f"{statistics.mean(floor):.2f}", "", "", "")
     console.print(table)
