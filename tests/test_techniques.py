@@ -77,6 +77,7 @@ def test_a_run_with_the_ema_logs_eval_raw_and_saves_the_ema_generator_as_the_gen
     from mlflow.tracking import MlflowClient
 
     from gan_runner import checkpoint, evaluate, registry, train
+    from gan_runner.store import resolve
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = [f"tracking.uri={store}", "train_steps=40", "eval_every=20", "log_every=20", "plot_every=40",
@@ -91,7 +92,7 @@ def test_a_run_with_the_ema_logs_eval_raw_and_saves_the_ema_generator_as_the_gen
     assert metrics["eval/kl_target"] != metrics["eval_raw/kl_target"]
     names = {a.path for a in client.list_artifacts(run.info.run_id, "weights")}
     assert {"weights/generator.weights.h5", "weights/generator_raw.weights.h5", "weights/discriminator.weights.h5"} <= names
-    ckpt = checkpoint.newest(checkpoint.root_dir(cfg) / run.info.run_id)
+    ckpt = checkpoint.newest(resolve(cfg).checkpoints / run.info.run_id)
     folder = client.download_artifacts(run.info.run_id, "weights", str(tmp_path / "dl"))
     model = registry.get_model("gaussian1d")
     for file, group in (("generator.weights.h5", "generator_ema."), ("generator_raw.weights.h5", "generator.")):
