@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gan_runner"
 # cover a package's submodules). Inside a package its facade (__init__) sits above its modules.
 LAYERS: list[list[str]] = [
     ["gan_runner", "gan_runner.errors"],
+    ["gan_runner.models.losses", "gan_runner.models.ema", "gan_runner.models.spectral"],
     ["gan_runner.faults", "gan_runner.seeds", "gan_runner.stopping",
      "gan_runner.progress", "gan_runner.plots", "gan_runner.optim", "gan_runner.config.schema",
      "gan_runner.metrics.image", "gan_runner.metrics.univariate", "gan_runner.data.images", "gan_runner.models.gan",
@@ -30,7 +31,8 @@ LAYERS: list[list[str]] = [
     ["gan_runner.train"],
     ["gan_runner.evaluate", "gan_runner.compare", "gan_runner.ui"],
     ["gan_runner.sample", "gan_runner.__main__"],
-    ["gan_runner.bench.gaussian1d", "gan_runner.bench.sweep", "gan_runner.bench.dcgan", "gan_runner.bench.quality"],
+    ["gan_runner.bench.gaussian1d", "gan_runner.bench.sweep", "gan_runner.bench.dcgan", "gan_runner.bench.quality",
+     "gan_runner.bench.techniques"],
     ["gan_runner.bench.__main__"],
 ]
 

@@ -79,7 +79,6 @@ class Pair:
 def trained(tmp_path_factory) -> dict[str, Pair]:
     """Per model, in this process and its own SQLite store: the two runs, read back at once
     (later tests may extend them)."""
-    from mlflow.tracking import MlflowClient
 
     cache = tmp_path_factory.mktemp("classifier")
     return {model: _pair(tmp_path_factory, model, *model_args(model, cache)) for model in MODELS}

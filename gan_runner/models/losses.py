@@ -9,7 +9,7 @@ config.py refuses labels.* set by the user for a loss that does not read them.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 
