@@ -8,8 +8,8 @@ import subprocess
 import pytest
 from _pytest.outcomes import Failed, Skipped
 
+from browser import find_chromium
 from conftest import FASHION, REQUIRE_ALL, ROOT, require
-from gan_runner import ui
 
 
 def test_require_skips_naming_the_package_and_fails_under_require_all(monkeypatch):
@@ -24,7 +24,7 @@ def test_require_skips_naming_the_package_and_fails_under_require_all(monkeypatc
 
 def test_test_deps_is_silent_when_everything_is_there():
     try:
-        ui.find_chromium()
+        find_chromium()
     except RuntimeError as err:
         require(False, str(err))
     require(FASHION.is_dir(), "apt-get install dataset-fashion-mnist")

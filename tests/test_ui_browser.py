@@ -24,13 +24,14 @@ from pathlib import Path
 
 import pytest
 
+from browser import UiPage, chromium, find_chromium
 from conftest import REQUIRE_ALL, require
 from gan_runner import ui
 
 
 def _chromium_missing() -> str | None:
     try:
-        ui.find_chromium()
+        find_chromium()
     except RuntimeError as err:
         return str(err)
     return None
@@ -59,7 +60,7 @@ def shots(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def browser():
     require(CHROMIUM_MISSING is None, str(CHROMIUM_MISSING))  # fails here under GAN_RUNNER_REQUIRE_ALL=1
-    driver = ui.chromium()
+    driver = chromium()
     yield driver
     driver.quit()
 
@@ -70,7 +71,7 @@ def page(filled_store, browser, tmp_path_factory):
     Ctrl-C afterwards, and checked to be gone."""
     log = tmp_path_factory.mktemp("ui_log") / "ui.log"
     with ui.serve(filled_store.folder, log=log) as url:
-        page = ui.UiPage(browser, url)
+        page = UiPage(browser, url)
         page.log = log  # what `make ui` printed
         yield page
     text = log.read_text()
@@ -186,9 +187,9 @@ def test_a_fresh_browser_follows_the_printed_links_into_model_training(filled_st
                                      message="make ui printed no links"))
     assert made_ui["MLflow UI"] == f"{page.url}/#/experiments?workflowType=machine_learning"
     swept, dcgan = _links(s.printed["sweep"]), _links(s.printed["dcgan"])
-    fresh = ui.chromium()
+    fresh = chromium()
     try:
-        other = ui.UiPage(fresh, page.url)
+        other = UiPage(fresh, page.url)
         exp = s.parent.info.experiment_id
         fresh.get(made_ui["gaussian1d"])
         assert "viewStateShareKey=gan_runner_eval_kl_target" in made_ui["gaussian1d"]

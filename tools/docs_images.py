@@ -27,6 +27,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from browser import UiPage, chromium
 from gan_runner import tracking, ui
 
 MAX_BYTES = 200_000  # each picture stays small enough for a README in git
@@ -83,9 +84,9 @@ def compare_screenshot(folder: Path, runs: list, metric: str, out: Path) -> Path
     """The UI's compare view of `runs` (served as `make ui` serves it from `folder`), its
     parallel-coordinates plot set to `metric`."""
     with ui.serve(folder) as url:
-        driver = ui.chromium(1280, 1000)
+        driver = chromium(1280, 1000)
         try:
-            page = ui.UiPage(driver, url)
+            page = UiPage(driver, url)
             ids = json.dumps([r.info.run_id for r in runs])
             experiments = json.dumps(sorted({r.info.experiment_id for r in runs}))
             page.open(f"compare-runs?runs={urllib.parse.quote(ids)}&experiments={urllib.parse.quote(experiments)}")
@@ -103,9 +104,9 @@ def runs_screenshot(folder: Path, parent_id: str, objective: str, out: Path) -> 
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     link = tracking.sweep_view(uri, parent_id, objective, "min")
     with ui.serve(folder) as url:
-        driver = ui.chromium(1280, 700)
+        driver = chromium(1280, 700)
         try:
-            page = ui.UiPage(driver, url)
+            page = UiPage(driver, url)
             page.open(link.split("/#/", 1)[1].replace(f"&{ui.ML_VIEW}", ""))
             page.find(f"[data-testid='sort-header-{objective}']")
             time.sleep(1)  # the rows' values
