@@ -221,9 +221,9 @@ def resume_config(saved: dict, now, overrides: list[str], saved_overrides: list[
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    from gan_runner.config import CONF_DIR, validate
+    from gan_runner.config import CONF_DIR, validate, with_defaults
 
-    out = OmegaConf.create(saved)
+    out = with_defaults(saved)  # keys added since the run started: today's defaults for its choices
     groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group

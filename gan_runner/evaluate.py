@@ -65,7 +65,7 @@ def compose(overrides: list[str], base: str | None = None) -> DictConfig:
 def config_from(overrides: list[str], base: str | dict | None) -> DictConfig:
     """The validated config of any model: `base` (a saved config.yaml, or a checkpoint's config
     dict) plus the overrides, or the composed model=dcgan plus the overrides."""
-    from gan_runner.config import validate
+    from gan_runner.config import validate, with_defaults
 
     bad = [o for o in overrides if "=" not in o]
     if bad:
@@ -84,7 +84,7 @@ def config_from(overrides: list[str], base: str | dict | None) -> DictConfig:
         saved = OmegaConf.create(base) if isinstance(base, dict) else OmegaConf.load(base)
     except (OSError, ValueError) as err:
         raise BadInput(f"--config {base}: cannot read it as YAML ({str(err).splitlines()[0]})") from None
-    return validate(OmegaConf.merge(saved, OmegaConf.from_dotlist(overrides)))
+    return validate(OmegaConf.merge(with_defaults(saved), OmegaConf.from_dotlist(overrides)))
 
 
 def load_images(path: Path, n: int) -> np.ndarray:

@@ -28,6 +28,43 @@ def test_defaults_carry_the_seed_values():
     assert cfg.train_steps == 3000 and cfg.eval_every == 30 and cfg.data.n == 1000
 
 
+def test_each_default_is_written_once_in_conf_not_in_the_schema():
+    """The schemas give types only: a default there beside conf/'s would be a second value
+    (gaussian1d had 20 keys whose schema default differed from, or was missing in, its YAML)."""
+    from omegaconf import OmegaConf
+
+    from gan_runner.config import DATA_SCHEMAS, MODEL_SCHEMAS, PENALTY_SCHEMAS, RunConf, flatten
+
+    def defaults(schema) -> dict[str, str]:
+        node = OmegaConf.to_container(OmegaConf.structured(schema))
+        return {k: v for k, v in flatten(node).items() if v != "???" and k not in ("model", "data", "schedule", "penalty")}
+
+    found = {f"{s.__name__}.{k}": v for s in (RunConf, *MODEL_SCHEMAS.values(), *DATA_SCHEMAS.values(),
+                                                           *PENALTY_SCHEMAS.values())
+             for k, v in defaults(s).items()}
+    assert found == {}, f"defaults in gan_runner/config/schema.py, give them in conf/ instead: {found}"
+    for model in group_options("model"):  # and conf/ gives every key a value for every model
+        compose_cfg([f"model={model}"])
+
+
+def test_a_stored_config_from_an_older_version_gets_todays_defaults_for_its_choices():
+    """A key added since a run was stored: validate names it; config.with_defaults (resume=,
+    evaluate --config) fills it from conf/ composed for the run's own choices."""
+    from omegaconf import OmegaConf
+
+    from gan_runner.config import validate, with_defaults
+
+    overrides = ["model=dcgan", "optimizer=adam", "train_steps=7"]
+    today = OmegaConf.to_container(compose_cfg(overrides), resolve=True)
+    old = OmegaConf.to_container(compose_cfg(overrides), resolve=True)
+    del old["eval"]["prdc_k"], old["trainer"]["onednn"], old["optimizer"]["params"]
+    with pytest.raises(ConfigError, match=r"^eval\.prdc_k: no value"):
+        validate(OmegaConf.create(old))
+    filled = OmegaConf.to_container(validate(with_defaults(old)), resolve=True)
+    assert filled == today  # dcgan's prdc_k and onednn, adam's params; train_steps stays the stored 7
+    assert filled["optimizer"]["params"]["beta_1"] == 0.5 and filled["train_steps"] == 7
+
+
 def test_switching_optimizer_keeps_the_models_learning_rates():
     cfg = compose_cfg(["optimizer=adam", "schedule=cosine"])
     assert cfg.optimizer.name == "adam" and cfg.optimizer.params.beta_1 == 0.5

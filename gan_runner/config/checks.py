@@ -74,7 +74,10 @@ def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
     (not validated; with the `hydra` node if asked). Hydra's errors pass through."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
+    if GlobalHydra.instance().is_initialized():  # inside `python -m gan_runner` (resume=): its conf/
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
 
@@ -225,13 +228,30 @@ def _positive_float(key: str, value: float) -> None:
     _need(math.isfinite(value) and value > 0, f"{key}: must be > 0, got {value}")
 
 
+# The groups whose choice a config records as <group>.name (conf/<group>/<name>.yaml).
+NAMED_GROUPS = ("model", "data", "optimizer", "schedule", "tracking", "loss", "penalty")
+
+
+def with_defaults(stored: Any) -> DictConfig:
+    """A config stored by an older run (or a partial one) with the keys it lacks taken from
+    today's conf/: the config composed for its own choices of the NAMED_GROUPS, the stored
+    values winning. Unknown keys stay, for validate to refuse."""
+    stored = stored if isinstance(stored, DictConfig) else OmegaConf.create(stored)
+    choices = [f"{group}={name}" for group in NAMED_GROUPS
+               if (name := OmegaConf.select(stored, f"{group}.name", default=None)) in group_options(group)]
+    composed = OmegaConf.to_container(compose(choices))  # a plain dict: no struct flag, ${...} kept
+    for key in ("experiment", "hparams_search"):
+        composed.pop(key, None)
+    return OmegaConf.merge(OmegaConf.create(composed), stored)
+
+
 def user_keys(overrides: list[str] | None) -> set[str]:
     """The keys a command line sets (`+a.b=1`, `++a.b=1` and `a.b=1` all set a.b)."""
     return {o.split("=", 1)[0].lstrip("+~") for o in overrides or [] if "=" in o}
 
 
 def validate(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
-    """Check types, names and ranges; return the config with schema defaults filled in.
+    """Check types, names and ranges (every key must have a value: the schema has no defaults).
     `overrides` (the command line) lets a check tell a value the user set from a default.
 
     Raises ConfigError with one line. Never imports TensorFlow."""
@@ -248,6 +268,9 @@ def validate(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
     out.model = _merge(MODEL_SCHEMAS[model["name"]], model, "model")
     out.data = _merge(DATA_SCHEMAS[data["name"]], data, "data")
     out.schedule = _check_schedule(schedule, user_keys(overrides))
+    missing = sorted(OmegaConf.missing_keys(out))  # the schema has no defaults: conf/ gives them all
+    _need(not missing, f"{missing[0] if missing else ''}: no value; conf/ gives every key one "
+          "(a stored config from an older version: fill it with config.with_defaults)")
     model_kind, data_kind = registry.MODELS[out.model.name].data_kind, registry.DATA_KINDS[out.data.name]
     _need(model_kind == data_kind, f"data: model '{out.model.name}' needs {model_kind} data, "
           f"'{out.data.name}' is {data_kind}; choose data={' or data='.join(registry.data_for(model_kind))}")

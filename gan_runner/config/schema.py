@@ -1,189 +1,192 @@
-"""Config schemas: the types (and defaults) of every key, as dataclasses OmegaConf merges the
-composed config into (gan_runner/config/checks.py does the merging and the range checks).
-Imports neither TensorFlow nor MLflow."""
+"""Config schemas: the types of every key, as dataclasses OmegaConf merges the composed config
+into (gan_runner/config/checks.py does the merging and the range checks). No default values
+here: conf/*.yaml holds each default once (MISSING = the YAML must give it; tests/test_config.py
+checks). Imports neither TensorFlow nor MLflow."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from omegaconf import MISSING
+
 # ---- schemas (types only; ranges are checked in _check_ranges) ----------------------------
 
 
 @dataclass
 class NetOptim:
-    learning_rate: float = 1e-3
+    learning_rate: float = MISSING
 
 
 @dataclass
 class OptimizerConf:
-    name: str = "rmsprop"
+    name: str = MISSING
     d: NetOptim = field(default_factory=NetOptim)
     g: NetOptim = field(default_factory=NetOptim)
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = MISSING
 
 
 @dataclass
 class BatchConf:
-    size: int = 64
-    order: str = "random"
-    reuse_noise: bool = False
+    size: int = MISSING
+    order: str = MISSING
+    reuse_noise: bool = MISSING
 
 
 @dataclass
 class LabelsConf:
-    real: float = 1.0
-    fake: float = 0.0
+    real: float = MISSING
+    fake: float = MISSING
 
 
 @dataclass
 class ClassifierConf:
     """The digit classifier behind eval/fd, eval/mnist_score, eval/coverage (gan_runner/metrics/classifier.py)."""
-    cache_dir: Optional[str] = None  # null: $XDG_CACHE_HOME/gan_runner, else ~/.cache/gan_runner
-    filters: list[int] = field(default_factory=lambda: [16, 32])  # Conv2D(f, 3, relu) -> MaxPool(2) each
-    dense: int = 128
-    dropout: float = 0.3
-    train_steps: int = 800  # Adam updates, whatever the number of training digits
-    batch_size: int = 64
-    learning_rate: float = 2.0e-3
-    seed: int = 0
+    cache_dir: Optional[str] = MISSING  # null: $XDG_CACHE_HOME/gan_runner, else ~/.cache/gan_runner
+    filters: list[int] = MISSING  # Conv2D(f, 3, relu) -> MaxPool(2) each
+    dense: int = MISSING
+    dropout: float = MISSING
+    train_steps: int = MISSING  # Adam updates, whatever the number of training digits
+    batch_size: int = MISSING
+    learning_rate: float = MISSING
+    seed: int = MISSING
 
 
 @dataclass
 class EvalConf:
-    n_fake: int = 20000
-    bins: int = 100
-    coverage_threshold: float = 0.02  # eval/coverage: classes with at least this fraction of the samples
-    metrics: Optional[list[str]] = None  # image models: which eval/* metrics (conf/model/dcgan.yaml lists them)
-    prdc_k: Optional[int] = None  # image models: k of the k-NN balls of eval/precision, recall, density, coverage_nn
+    n_fake: int = MISSING
+    bins: int = MISSING
+    coverage_threshold: float = MISSING  # eval/coverage: classes with at least this fraction of the samples
+    metrics: Optional[list[str]] = MISSING  # image models: which eval/* metrics (conf/model/dcgan.yaml lists them)
+    prdc_k: Optional[int] = MISSING  # image models: k of the k-NN balls of eval/precision, recall, density, coverage_nn
     classifier: ClassifierConf = field(default_factory=ClassifierConf)
 
 
 @dataclass
 class TrainerConf:
-    update: str = "alternating"
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
-    strategy: str = "default"
-    d_steps: int = 1  # D updates per G update (n_critic); train_steps counts G updates
-    onednn: Optional[bool] = None  # TF_ENABLE_ONEDNN_OPTS before TF loads; None = TF's choice
+    update: str = MISSING
+    intra_op_threads: int = MISSING
+    inter_op_threads: int = MISSING
+    strategy: str = MISSING
+    d_steps: int = MISSING  # D updates per G update (n_critic); train_steps counts G updates
+    onednn: Optional[bool] = MISSING  # TF_ENABLE_ONEDNN_OPTS before TF loads; None = TF's choice
 
 
 @dataclass
 class TrackingConf:
-    name: str = "mlflow"
-    uri: Optional[str] = None
-    experiment: str = "gan_runner"
-    run_name: Optional[str] = None
-    flush_every_s: float = 10.0
-    log_model: bool = False  # at the end, also log the generator as an MLflow Keras model
-    register: Optional[str] = None  # Model Registry name: the run's (a sweep's best job's) generator
+    name: str = MISSING
+    uri: Optional[str] = MISSING
+    experiment: str = MISSING
+    run_name: Optional[str] = MISSING
+    flush_every_s: float = MISSING
+    log_model: bool = MISSING  # at the end, also log the generator as an MLflow Keras model
+    register: Optional[str] = MISSING  # Model Registry name: the run's (a sweep's best job's) generator
 
 
 @dataclass
 class SweepConf:
-    fail_fast: bool = False
-    penalty: float = 1.0e6
-    resume: Optional[str] = None  # parent run id | last: continue a killed sweep under the same parent
+    fail_fast: bool = MISSING
+    penalty: float = MISSING
+    resume: Optional[str] = MISSING  # parent run id | last: continue a killed sweep under the same parent
 
 
 @dataclass
 class WeightsConf:
-    load: Optional[str] = None
+    load: Optional[str] = MISSING
 
 
 @dataclass
 class CheckpointConf:
-    every: int = 1000  # steps; 0 = only at the end and on Ctrl-C / SIGTERM
-    keep: int = 3
-    dir: Optional[str] = None  # None: beside the SQLite store, else <cwd>/checkpoints
+    every: int = MISSING  # steps; 0 = only at the end and on Ctrl-C / SIGTERM
+    keep: int = MISSING
+    dir: Optional[str] = MISSING  # None: beside the SQLite store, else <cwd>/checkpoints
 
 
 @dataclass
 class EarlyStopConf:
-    patience: int = 0  # 0 = off; else stop after this many logged values of `metric` >= threshold
-    metric: str = "train/d_acc"
-    threshold: float = 1.0
+    patience: int = MISSING  # 0 = off; else stop after this many logged values of `metric` >= threshold
+    metric: str = MISSING
+    threshold: float = MISSING
 
 
 @dataclass
 class LossConf:
-    name: str = "ns"
+    name: str = MISSING
 
 
 @dataclass
 class NoPenalty:
-    name: str = "none"
+    name: str = MISSING
 
 
 @dataclass
 class GradientPenalty:
-    name: str = "gp"
-    weight: float = 10.0  # lambda (Gulrajani et al. 2017)
+    name: str = MISSING
+    weight: float = MISSING  # lambda (Gulrajani et al. 2017)
 
 
 @dataclass
 class R1Penalty:
-    name: str = "r1"
-    gamma: float = 10.0  # gamma / 2 * E ||grad D(x)||^2 on real data (Mescheder et al. 2018)
+    name: str = MISSING
+    gamma: float = MISSING  # gamma / 2 * E ||grad D(x)||^2 on real data (Mescheder et al. 2018)
 
 
 @dataclass
 class EmaConf:
-    decay: Optional[float] = None  # None: no EMA generator
-    start_step: int = 0  # a plain copy of G before this G update
+    decay: Optional[float] = MISSING  # None: no EMA generator
+    start_step: int = MISSING  # a plain copy of G before this G update
 
 
 @dataclass
 class Gaussian1dModel:
-    name: str = "gaussian1d"
-    noise_dim: int = 16
-    hidden: int = 32
-    d_spectral_norm: bool = False
+    name: str = MISSING
+    noise_dim: int = MISSING
+    hidden: int = MISSING
+    d_spectral_norm: bool = MISSING
 
 
 @dataclass
 class Normal1dData:
-    name: str = "normal1d"
-    mean: float = 0.0
-    std: float = 1.0
-    n: int = 1000
+    name: str = MISSING
+    mean: float = MISSING
+    std: float = MISSING
+    n: int = MISSING
 
 
 @dataclass
 class DcganModel:
-    name: str = "dcgan"
-    latent_dim: int = 100
-    kernel_size: int = 5
-    g_start: int = 7  # G's first feature map is g_start x g_start x g_filters[0]
-    g_filters: list[int] = field(default_factory=lambda: [128, 64, 32, 1])
-    g_strides: list[int] = field(default_factory=lambda: [2, 2, 1, 1])
-    d_filters: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
-    d_strides: list[int] = field(default_factory=lambda: [2, 2, 2, 1])
-    leaky_slope: float = 0.2
-    d_spectral_norm: bool = False
-    grid_rows: int = 4  # the sample grid logged every sample_every steps
-    grid_cols: int = 4
+    name: str = MISSING
+    latent_dim: int = MISSING
+    kernel_size: int = MISSING
+    g_start: int = MISSING  # G's first feature map is g_start x g_start x g_filters[0]
+    g_filters: list[int] = MISSING
+    g_strides: list[int] = MISSING
+    d_filters: list[int] = MISSING
+    d_strides: list[int] = MISSING
+    leaky_slope: float = MISSING
+    d_spectral_norm: bool = MISSING
+    grid_rows: int = MISSING  # the sample grid logged every sample_every steps
+    grid_cols: int = MISSING
 
 
 @dataclass
 class ImageData:
-    name: str = "mnist"
-    path: Optional[str] = None  # folder or file; null = the Keras cache, system folders, download
-    n: Optional[int] = None  # use the first n images; null = all
-    download: bool = True  # last resort when nothing is found: keras.datasets.<name>.load_data()
+    name: str = MISSING
+    path: Optional[str] = MISSING  # folder or file; null = the Keras cache, system folders, download
+    n: Optional[int] = MISSING  # use the first n images; null = all
+    download: bool = MISSING  # last resort when nothing is found: keras.datasets.<name>.load_data()
 
 
 @dataclass
 class RunConf:
-    seed: int = 0
-    train_steps: int = 3000
-    log_every: int = 30
-    eval_every: int = 30
-    sample_every: int = 1000
-    plot_every: int = 1000
-    objective: str = "eval/kl_target"
-    objective_mode: str = "min"
+    seed: int = MISSING
+    train_steps: int = MISSING
+    log_every: int = MISSING
+    eval_every: int = MISSING
+    sample_every: int = MISSING
+    plot_every: int = MISSING
+    objective: str = MISSING
+    objective_mode: str = MISSING
     batch: BatchConf = field(default_factory=BatchConf)
     labels: LabelsConf = field(default_factory=LabelsConf)
     eval: EvalConf = field(default_factory=EvalConf)
@@ -191,8 +194,8 @@ class RunConf:
     weights: WeightsConf = field(default_factory=WeightsConf)
     checkpoint: CheckpointConf = field(default_factory=CheckpointConf)
     early_stop: EarlyStopConf = field(default_factory=EarlyStopConf)
-    resume: Optional[str] = None  # run id | checkpoint folder | last
-    on_divergence: str = "raise"  # raise train.Diverged | penalty: run() returns sweep.penalty
+    resume: Optional[str] = MISSING  # run id | checkpoint folder | last
+    on_divergence: str = MISSING  # raise train.Diverged | penalty: run() returns sweep.penalty
     optimizer: OptimizerConf = field(default_factory=OptimizerConf)
     schedule: dict[str, Any] = field(default_factory=dict)
     tracking: TrackingConf = field(default_factory=TrackingConf)
