@@ -65,8 +65,11 @@ def main(cfg: DictConfig) -> float:
         if isinstance(err, (ConfigError, DataError)):
             fail(str(err))
         if isinstance(err, Diverged):  # the run is FAILED with tag divergence=step N by now
-            print(f"gan_runner: error: {err} (on_divergence=raise; an MLflow run ends FAILED "
-                  f"with tag divergence=step {err.step})", file=sys.stderr)
+            print(
+                f"gan_runner: error: {err} (on_divergence=raise; an MLflow run ends FAILED "
+                f"with tag divergence=step {err.step})",
+                file=sys.stderr,
+            )
             sys.exit(EXIT_DIVERGED)
         raise
 
@@ -84,8 +87,10 @@ def precompose(args: list[str]) -> None:
         cfg = compose_or_fail(overrides)
         search = cfg.hydra.runtime.choices.get("hparams_search")
         if search:
-            fail(f"hparams_search={search}: a search runs its trials as a multirun; add -m "
-                 f"(python -m gan_runner -m {' '.join(overrides)})")
+            fail(
+                f"hparams_search={search}: a search runs its trials as a multirun; add -m "
+                f"(python -m gan_runner -m {' '.join(overrides)})"
+            )
         validate_or_fail(cfg, overrides)
         return
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -158,8 +163,7 @@ def cli() -> None:
                 print(f"gan_runner: {err or 'stopped by SIGINT'}", file=sys.stderr)
             sys.exit(getattr(err, "exit_code", 130))
         if guard.signum is not None:  # came after the run's last check: the run itself is complete
-            print(f"gan_runner: stopped by {signal.Signals(guard.signum).name} after the run ended",
-                  file=sys.stderr)
+            print(f"gan_runner: stopped by {signal.Signals(guard.signum).name} after the run ended", file=sys.stderr)
             sys.exit(128 + guard.signum)
 
 

@@ -37,9 +37,26 @@ NAME = re.compile(r"^ckpt-(\d{9})\.npz$")
 # Keys that may differ between a checkpoint and the run resuming it: they change what is logged
 # or how long it runs, never what is trained. The execution settings (thread pools, oneDNN) change
 # float round-off only: the continuation is then valid but not bit for bit.
-HARMLESS = ("train_steps", "log_every", "eval_every", "sample_every", "plot_every", "objective", "objective_mode",
-            "eval.", "tracking.", "checkpoint.", "resume", "on_divergence", "early_stop.", "sweep.",
-            "weights.", "trainer.intra_op_threads", "trainer.inter_op_threads", "trainer.onednn")
+HARMLESS = (
+    "train_steps",
+    "log_every",
+    "eval_every",
+    "sample_every",
+    "plot_every",
+    "objective",
+    "objective_mode",
+    "eval.",
+    "tracking.",
+    "checkpoint.",
+    "resume",
+    "on_divergence",
+    "early_stop.",
+    "sweep.",
+    "weights.",
+    "trainer.intra_op_threads",
+    "trainer.inter_op_threads",
+    "trainer.onednn",
+)
 
 
 class Variable(Protocol):  # a tf.Variable or a keras Variable; duck-typed so TF loads later
@@ -100,14 +117,31 @@ def write_atomic(path: Path, write) -> None:
 class Checkpointer:
     """Writes the checkpoints of one run into `folder` and keeps the newest `keep`."""
 
-    def __init__(self, folder: Path, keep: int, run_id: str | None, tracking_uri: str | None, config: dict,
-                 overrides: list[str] | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        keep: int,
+        run_id: str | None,
+        tracking_uri: str | None,
+        config: dict,
+        overrides: list[str] | None = None,
+    ):
         self.folder, self.keep = folder, keep
-        self.meta = {"format": FORMAT, "run_id": run_id, "tracking_uri": tracking_uri, "config": config,
-                     "overrides": list(overrides or [])}
+        self.meta = {
+            "format": FORMAT,
+            "run_id": run_id,
+            "tracking_uri": tracking_uri,
+            "config": config,
+            "overrides": list(overrides or []),
+        }
 
-    def save(self, step: int, variables: dict[str, Variable], trainer: dict | None = None,
-             trainer_arrays: dict[str, np.ndarray] | None = None) -> Path:
+    def save(
+        self,
+        step: int,
+        variables: dict[str, Variable],
+        trainer: dict | None = None,
+        trainer_arrays: dict[str, np.ndarray] | None = None,
+    ) -> Path:
         """`trainer` (JSON) and `trainer_arrays` (saved as host.trainer.<name>): the loop's own
         state besides the variables (last values, best evaluation), which a resume restores."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -118,9 +152,14 @@ class Checkpointer:
         arrays.update({f"host.trainer.{name}": np.asarray(value) for name, value in (trainer_arrays or {}).items()})
         np_state = np.random.get_state()  # ('MT19937', keys, pos, has_gauss, cached_gaussian)
         arrays["host.numpy_keys"] = np_state[1]
-        meta = {**self.meta, "step": int(step), "saved_at": time.time(),
-                "numpy_random": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
-                "python_random": _jsonable(random.getstate()), "trainer": trainer or {}}
+        meta = {
+            **self.meta,
+            "step": int(step),
+            "saved_at": time.time(),
+            "numpy_random": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
+            "python_random": _jsonable(random.getstate()),
+            "trainer": trainer or {},
+        }
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         path = self.folder / f"ckpt-{step:09d}.npz"
         write_atomic(path, lambda f: np.savez(f, **arrays))
@@ -128,7 +167,7 @@ class Checkpointer:
         return path
 
     def _prune(self) -> None:
-        for old in checkpoints(self.folder)[:-self.keep]:
+        for old in checkpoints(self.folder)[: -self.keep]:
             old.unlink(missing_ok=True)
         for stale in self.folder.glob(".ckpt-*.tmp-*"):  # left by a process killed mid-write
             if not stale.name.endswith(f".tmp-{os.getpid()}"):
@@ -148,8 +187,10 @@ def read(path: Path) -> Checkpoint:
             arrays = {name: npz[name] for name in npz.files}
         meta = json.loads(arrays.pop("__meta__").tobytes())
     except Exception as err:  # truncated, not a zip, no __meta__: damaged, or not a checkpoint
-        raise ConfigError(f"resume: {path} is not a readable checkpoint ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
+        raise ConfigError(
+            f"resume: {path} is not a readable checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200] if str(err) else ''})"
+        ) from None
     return Checkpoint(path, meta, arrays)
 
 
@@ -180,8 +221,10 @@ def locate(resume: str, root: Path, uri: str | None = None) -> Path:
         mine = [f for f in folders if store_of(f) == uri]
         if not mine:
             others = f" ({len(folders)} there belong to other stores: give a run id or folder)" if folders else ""
-            raise ConfigError(f"resume=last: nothing to resume: no checkpoint of a run in "
-                              f"{uri or 'tracking=none'} under {root}{others}")
+            raise ConfigError(
+                f"resume=last: nothing to resume: no checkpoint of a run in "
+                f"{uri or 'tracking=none'} under {root}{others}"
+            )
         return max(mine, key=lambda f: checkpoints(f)[-1].stat().st_mtime)
     path = Path(resume).expanduser()
     if path.is_file() and NAME.match(path.name):
@@ -190,8 +233,10 @@ def locate(resume: str, root: Path, uri: str | None = None) -> Path:
     for folder in places:
         if checkpoints(folder):
             return folder
-    raise ConfigError(f"resume={resume}: no checkpoint found (looked in {' and '.join(map(str, places))}); "
-                      "give a run id, a checkpoint folder or 'last'")
+    raise ConfigError(
+        f"resume={resume}: no checkpoint found (looked in {' and '.join(map(str, places))}); "
+        "give a run id, a checkpoint folder or 'last'"
+    )
 
 
 def load_for_resume(cfg, root: Path, overrides: list[str], uri: str | None = None):
@@ -205,8 +250,10 @@ def load_for_resume(cfg, root: Path, overrides: list[str], uri: str | None = Non
     changes = differences(flatten(saved), flatten(_container(merged)), ("resume",))
     diffs = differences(flatten(saved), flatten(_container(merged)), harmless_keys(saved))
     if diffs:
-        raise ConfigError(f"resume: the config differs from {ckpt.path} in ways that change training: "
-                          f"{'; '.join(diffs)} (only {', '.join(HARMLESS)} may differ)")
+        raise ConfigError(
+            f"resume: the config differs from {ckpt.path} in ways that change training: "
+            f"{'; '.join(diffs)} (only {', '.join(HARMLESS)} may differ)"
+        )
     return ckpt, merged, changes
 
 
@@ -232,8 +279,10 @@ def resume_config(saved: dict, now, overrides: list[str], saved_overrides: list[
         if key in groups and key not in now:  # experiment=, hparams_search=: set many keys at once
             if override.input_line in (saved_overrides or []):
                 continue  # the run's own command line said the same
-            raise ConfigError(f"resume: {override.input_line} was not part of the run's command line; a resume "
-                              "continues the run's stored config: set the keys to change instead")
+            raise ConfigError(
+                f"resume: {override.input_line} was not part of the run's command line; a resume "
+                "continues the run's stored config: set the keys to change instead"
+            )
         value = OmegaConf.select(now, key, default=_ABSENT)
         if override.is_delete() or value is _ABSENT:
             raise ConfigError(f"resume: {override.input_line}: cannot remove or add keys when resuming")
@@ -269,8 +318,10 @@ def restore(ckpt: Checkpoint, variables: dict[str, Variable]) -> None:
     """Assign every saved array to its variable, and the host RNG states; refuse a mismatch."""
     saved = {k for k in ckpt.arrays if not k.startswith("host.")}
     if saved != set(variables):
-        raise ConfigError(f"resume: {ckpt.path} holds other variables than this model "
-                          f"(missing {sorted(set(variables) - saved)[:5]}, extra {sorted(saved - set(variables))[:5]})")
+        raise ConfigError(
+            f"resume: {ckpt.path} holds other variables than this model "
+            f"(missing {sorted(set(variables) - saved)[:5]}, extra {sorted(saved - set(variables))[:5]})"
+        )
     for name, var in variables.items():
         value = ckpt.arrays[name]
         if tuple(value.shape) != tuple(var.numpy().shape):

@@ -99,18 +99,24 @@ def make_row(uri: str, run) -> Row:
     objective = run.data.tags.get("objective") or run.data.params.get("objective")
     mode = run.data.params.get("objective_mode", "min")
     final = run.data.metrics.get(objective, math.nan) if objective else math.nan
-    history = [v for _, v in tracking.metric_history(uri, run.info.run_id, objective)] if objective in run.data.metrics else []
+    history = (
+        [v for _, v in tracking.metric_history(uri, run.info.run_id, objective)]
+        if objective in run.data.metrics
+        else []
+    )
     history = [v for v in history if math.isfinite(v)]
     best = (min if mode == "min" else max)(history) if history else math.nan
     return Row(run, objective, mode, final, best)
 
 
 def sort_rows(rows: list[Row], key: str) -> list[Row]:
-    keys = {"objective": lambda r: (r.score(r.final), r.score(r.best)),
-            "best": lambda r: (r.score(r.best), r.score(r.final)),
-            "duration": lambda r: r.duration_s,
-            "start": lambda r: r.run.info.start_time or 0,
-            "name": lambda r: r.name}
+    keys = {
+        "objective": lambda r: (r.score(r.final), r.score(r.best)),
+        "best": lambda r: (r.score(r.best), r.score(r.final)),
+        "duration": lambda r: r.duration_s,
+        "start": lambda r: r.run.info.start_time or 0,
+        "name": lambda r: r.name,
+    }
     return sorted(rows, key=keys[key])
 
 
@@ -154,15 +160,25 @@ def build_table(rows: list[Row], params: list[str], title: str, width: int = 160
     show_note = any(notes)
 
     def cells(r: Row, keys: list[str], note_text: str) -> list[str]:
-        return [r.name, r.run.info.run_id[:8], r.run.info.status, fmt_duration(r.duration_s), fmt_value(r.final),
-                fmt_value(r.best), *(r.run.data.params.get(k, "-") for k in keys), *([note_text] if show_note else [])]
+        return [
+            r.name,
+            r.run.info.run_id[:8],
+            r.run.info.status,
+            fmt_duration(r.duration_s),
+            fmt_value(r.final),
+            fmt_value(r.best),
+            *(r.run.data.params.get(k, "-") for k in keys),
+            *([note_text] if show_note else []),
+        ]
 
     def run_column_width(keys: list[str]) -> int:
         headers = ["id", "status", "duration", "final", "best", *keys, *(["note"] if show_note else [])]
         lines = [cells(r, keys, n)[1:] for r, n in zip(rows, notes)]
         # each column: its longest value or its header (param names fold at 12), + 3 for borders
-        widths = [max([min(len(h), 12 if i >= 5 else 99)] + [min(len(line[i]), 60) for line in lines])
-                  for i, h in enumerate(headers)]
+        widths = [
+            max([min(len(h), 12 if i >= 5 else 99)] + [min(len(line[i]), 60) for line in lines])
+            for i, h in enumerate(headers)
+        ]
         return width - sum(widths) - 3 * (len(headers) + 1) - 1
 
     shown = list(params)
@@ -191,16 +207,24 @@ def build_seed_table(rows: list[Row], title: str):
 
     groups = seeds.group_runs([dict(r.run.data.params) for r in rows])
     # a lighter frame than the run table's: a summary below it, not more runs
-    table = Table(title=title, caption="mean +- std (sample std) over the seeds of each group", title_justify="left",
-                  box=box.SIMPLE_HEAD)
+    table = Table(
+        title=title,
+        caption="mean +- std (sample std) over the seeds of each group",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
     for name in ("group", "n", "seeds", "final", "best", "duration s"):
         table.add_column(name, justify="left" if name in ("group", "seeds") else "right", overflow="fold")
     for group in groups:
         members = [rows[i] for i in group.indices]
         columns = [[r.final for r in members], [r.best for r in members], [r.duration_s for r in members]]
         seed_list = sorted((r.run.data.params.get("seed", "-") for r in members), key=lambda v: (len(v), v))
-        table.add_row(group.label, str(group.n), ",".join(seed_list),
-                      *(seeds.fmt_mean_std(*seeds.mean_std(values)) for values in columns))
+        table.add_row(
+            group.label,
+            str(group.n),
+            ",".join(seed_list),
+            *(seeds.fmt_mean_std(*seeds.mean_std(values)) for values in columns),
+        )
     return table
 
 
@@ -210,8 +234,11 @@ def build_seed_table(rows: list[Row], title: str):
 def run_labels(rows: list[Row], params: list[str]) -> dict[str, str]:
     """run id -> legend label: the differing params (the shortest text that tells runs apart),
     else the run name; the run id is added where labels would still collide."""
+
     def label(row: Row) -> str:
-        text = ", ".join(f"{k.rsplit('.', 1)[-1] if k.count('.') > 1 else k}={row.run.data.params.get(k, '-')}" for k in params)
+        text = ", ".join(
+            f"{k.rsplit('.', 1)[-1] if k.count('.') > 1 else k}={row.run.data.params.get(k, '-')}" for k in params
+        )
         return (text or row.name)[:50]
 
     labels = {r.run.info.run_id: label(r) for r in rows}
@@ -247,11 +274,21 @@ def metric_figure(uri: str, rows: list[Row], metric: str, params: list[str], by_
         groups = seeds.group_runs([dict(r.run.data.params) for r in rows])
         labels = {rows[i].run.info.run_id: f"{g.label} (n={g.n})" for g in groups for i in g.indices}
     for r in logged:
-        frames += [{"step": step, metric: value, "run": labels[r.run.info.run_id]}
-                   for step, value in tracking.metric_history(uri, r.run.info.run_id, metric)]
+        frames += [
+            {"step": step, metric: value, "run": labels[r.run.info.run_id]}
+            for step, value in tracking.metric_history(uri, r.run.info.run_id, metric)
+        ]
     fig, ax = plots.plt.subplots(figsize=(7, 4), dpi=100)
-    sns.lineplot(data=pd.DataFrame(frames), x="step", y=metric, hue="run", marker="o", markersize=3, ax=ax,
-                 errorbar="sd" if by_seed else None)
+    sns.lineplot(
+        data=pd.DataFrame(frames),
+        x="step",
+        y=metric,
+        hue="run",
+        marker="o",
+        markersize=3,
+        ax=ax,
+        errorbar="sd" if by_seed else None,
+    )
     ax.set_title(f"{metric} over steps ({len(logged)} runs" + (", mean +- std over seeds)" if by_seed else ")"))
     ax.legend(fontsize="small", title=None)
     fig.tight_layout()
@@ -267,19 +304,32 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _Parser(prog="python -m gan_runner.compare", description=__doc__.split("\n\n")[0],
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="python -m gan_runner.compare",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--experiment", metavar="NAME", help="every run of this experiment (e.g. gaussian1d)")
-    which.add_argument("--sweep", metavar="DIR|RUN_ID|last", help="the jobs of one sweep: its folder, its parent run id, or the newest")
+    which.add_argument(
+        "--sweep", metavar="DIR|RUN_ID|last", help="the jobs of one sweep: its folder, its parent run id, or the newest"
+    )
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db")
-    parser.add_argument("--sort", choices=SORT_KEYS, default="objective", help="row order (default: final objective, best first)")
+    parser.add_argument(
+        "--sort", choices=SORT_KEYS, default="objective", help="row order (default: final objective, best first)"
+    )
     parser.add_argument("--top", type=int, metavar="N", help="only the N first rows (after sorting)")
     parser.add_argument("--plot", metavar="METRIC", help="also draw METRIC over steps for the listed runs")
     parser.add_argument("--out", type=Path, help="where --plot writes its PNG (default: compare_<metric>.png)")
-    parser.add_argument("--by-seed", action=argparse.BooleanOptionalAction, default=None,
-                        help="group runs that differ only in seed: mean +- std, n (default: on when seeds repeat)")
-    parser.add_argument("--log-to-parent", action="store_true", help="with --sweep --plot: add the PNG to the sweep's parent run")
+    parser.add_argument(
+        "--by-seed",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="group runs that differ only in seed: mean +- std, n (default: on when seeds repeat)",
+    )
+    parser.add_argument(
+        "--log-to-parent", action="store_true", help="with --sweep --plot: add the PNG to the sweep's parent run"
+    )
     args = parser.parse_args(argv)
     if args.log_to_parent and not (args.sweep and args.plot):
         raise BadInput("--log-to-parent needs --sweep and --plot")
@@ -302,18 +352,24 @@ def compare(args: argparse.Namespace) -> int:
         raise BadInput("give --experiment NAME or --sweep DIR|RUN_ID|last")
     if not runs:
         raise BadInput(f"{title}: no runs in {uri}")
-    rows = sort_rows([make_row(uri, r) for r in runs], args.sort)[:args.top]
+    rows = sort_rows([make_row(uri, r) for r in runs], args.sort)[: args.top]
     params = differing_params([r.run for r in rows])
-    console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)  # piped (less, CI logs): not cut at 80
-    table, shown = build_table(rows, params[:MAX_PARAM_COLUMNS], f"{title}: {len(rows)} of {len(runs)} runs", console.width)
+    console = Console(
+        width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+    )  # piped (less, CI logs): not cut at 80
+    table, shown = build_table(
+        rows, params[:MAX_PARAM_COLUMNS], f"{title}: {len(rows)} of {len(runs)} runs", console.width
+    )
     console.print(table)
     if len(params) > len(shown):
-        console.print(f"also differ: {', '.join(params[len(shown):])}")
+        console.print(f"also differ: {', '.join(params[len(shown) :])}")
     by_seed = args.by_seed if args.by_seed is not None else seeds.seeds_repeat([dict(r.run.data.params) for r in rows])
     if by_seed:
         console.print(build_seed_table(rows, f"{title}: by seed"))
     if parent is not None and "sweep.best_run_name" in parent.data.tags:
-        console.print(f"sweep best: {parent.data.tags['sweep.best_run_name']} ({parent.data.tags.get('sweep.objective', '')})")
+        console.print(
+            f"sweep best: {parent.data.tags['sweep.best_run_name']} ({parent.data.tags.get('sweep.objective', '')})"
+        )
     if args.plot:
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.plot)
         out = plot_metric(uri, rows, args.plot, params, args.out or Path(f"compare_{name}.png"), by_seed)

@@ -38,16 +38,22 @@ from gan_runner.store import RUN_ID
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m gan_runner.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="images .npy | generator .weights.h5 | MLflow run id | "
-                                       "models:/<name>@<alias> | models:/<name>/<version>")
+    parser = argparse.ArgumentParser(
+        prog="python -m gan_runner.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "source",
+        help="images .npy | generator .weights.h5 | MLflow run id | models:/<name>@<alias> | models:/<name>/<version>",
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
     parser.add_argument("--config", help="with a .weights.h5: the run's config.yaml (default: model=dcgan + overrides)")
     parser.add_argument("--best", action="store_true", help="with a run id: the weights of the run's best step")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--checkpoints", action="store_true",
-                        help="with a run id: score every kept checkpoint and log ckpt/<metric> at their steps")
+    parser.add_argument(
+        "--checkpoints",
+        action="store_true",
+        help="with a run id: score every kept checkpoint and log ckpt/<metric> at their steps",
+    )
     return parser.parse_intermixed_args(argv)  # overrides may also follow --config X
 
 
@@ -98,8 +104,9 @@ def load_images(path: Path, n: int) -> np.ndarray:
     if x.ndim != 3 or x.shape[1:] != (28, 28):
         raise BadInput(f"{path}: images have shape {x.shape}, expected (N, 28, 28) or (N, 28, 28, 1)")
     if len(x) < n:
-        raise BadInput(f"{path}: {len(x)} images, eval.n_fake={n}; pass eval.n_fake={len(x)} "
-                       "(compare FDs only at equal N)")
+        raise BadInput(
+            f"{path}: {len(x)} images, eval.n_fake={n}; pass eval.n_fake={len(x)} (compare FDs only at equal N)"
+        )
     x = x[:n]
     if x.dtype == np.uint8:
         return (x.astype(np.float32) / 255.0)[..., None]
@@ -109,8 +116,9 @@ def load_images(path: Path, n: int) -> np.ndarray:
     if not finite.all():
         raise BadInput(f"{path}: {int((~finite).sum())} of {n} images hold NaN or inf")
     if x.min() < 0 or x.max() > 1:
-        raise BadInput(f"{path}: float pixels must be in [0, 1], got {x.min():.4g}..{x.max():.4g} "
-                       "(uint8 0-255 is also accepted)")
+        raise BadInput(
+            f"{path}: float pixels must be in [0, 1], got {x.min():.4g}..{x.max():.4g} (uint8 0-255 is also accepted)"
+        )
     return x.astype(np.float32)[..., None]
 
 
@@ -155,8 +163,9 @@ def run_generator(generator, z: np.ndarray, where: object = "the generator") -> 
 
     from gan_runner.train import generate_chunked
 
-    call = tf.function(lambda x: generator(x, training=False),
-                       input_signature=[tf.TensorSpec((None, z.shape[1]), tf.float32)])
+    call = tf.function(
+        lambda x: generator(x, training=False), input_signature=[tf.TensorSpec((None, z.shape[1]), tf.float32)]
+    )
     fakes = generate_chunked(call, z, generator.output_shape[1:])
     if not np.isfinite(fakes).all():
         raise BadInput(f"{where}: the generator outputs NaN or inf")
@@ -242,8 +251,10 @@ def score_checkpoints(args: argparse.Namespace, tmp: Path) -> dict:
     folder = Path(run.data.tags.get("checkpoint.dir", ""))
     paths = checkpoint.checkpoints(folder) if run.data.tags.get("checkpoint.dir") else []
     if not paths:
-        raise BadInput(f"--checkpoints: run {args.source} has no kept checkpoints (checkpoint.dir tag: "
-                       f"{run.data.tags.get('checkpoint.dir', 'none')})")
+        raise BadInput(
+            f"--checkpoints: run {args.source} has no kept checkpoints (checkpoint.dir tag: "
+            f"{run.data.tags.get('checkpoint.dir', 'none')})"
+        )
     cfg = compose(args.overrides, str(run_config(args.source, uri, tmp)))
     n = int(cfg.eval.n_fake)
     judge = classifier.judge_for(cfg.data, cfg.eval)
@@ -260,9 +271,18 @@ def score_checkpoints(args: argparse.Namespace, tmp: Path) -> dict:
         scores.pop("histogram")
         curve.append((ckpt.step, {name: float(value) for name, value in scores.items()}))
     floors = judge.floors(n, metrics, k)
-    tracking.log_metrics_at(uri, args.source, [(0, {f"ckpt/{name}": v for name, v in floors.items()})]
-                            + [(step, {f"ckpt/{name}": v for name, v in named.items()}) for step, named in curve])
-    return {"n": n, "run_id": args.source, "floors": floors, "curve": [{"step": step, **named} for step, named in curve]}
+    tracking.log_metrics_at(
+        uri,
+        args.source,
+        [(0, {f"ckpt/{name}": v for name, v in floors.items()})]
+        + [(step, {f"ckpt/{name}": v for name, v in named.items()}) for step, named in curve],
+    )
+    return {
+        "n": n,
+        "run_id": args.source,
+        "floors": floors,
+        "curve": [{"step": step, **named} for step, named in curve],
+    }
 
 
 def print_curve(result: dict) -> None:
@@ -270,13 +290,17 @@ def print_curve(result: dict) -> None:
     from rich.table import Table
 
     names = list(result["curve"][0]) if result["curve"] else []
-    table = Table(title=f"run {result['run_id']}: {len(result['curve'])} checkpoints, {result['n']} samples each "
-                        f"(logged as ckpt/<metric>)")
+    table = Table(
+        title=f"run {result['run_id']}: {len(result['curve'])} checkpoints, {result['n']} samples each "
+        f"(logged as ckpt/<metric>)"
+    )
     for name in names:
         table.add_column(name, justify="right")
     for row in result["curve"]:
         table.add_row(*(str(row[c]) if c == "step" else f"{row[c]:.4g}" for c in names))
-    table.add_row(*("floor" if c == "step" else f"{result['floors'].get(c + '_floor', float('nan')):.4g}" for c in names))
+    table.add_row(
+        *("floor" if c == "step" else f"{result['floors'].get(c + '_floor', float('nan')):.4g}" for c in names)
+    )
     Console().print(table)
 
 
@@ -300,9 +324,16 @@ def score(cfg: DictConfig, fakes: np.ndarray) -> dict:
     metrics, k = classifier.chosen_metrics(cfg.eval)
     scores = judge.scores(fakes, metrics, k)
     histogram = scores.pop("histogram")
-    return {"n": n, **scores, **judge.floors(n, metrics, k), "histogram": [round(float(h), 4) for h in histogram],
-            "classifier_accuracy": judge.accuracy, "classifier_cached": not judge.classifier.trained,
-            "classifier": str(judge.classifier.path), "split": judge.split.rule}
+    return {
+        "n": n,
+        **scores,
+        **judge.floors(n, metrics, k),
+        "histogram": [round(float(h), 4) for h in histogram],
+        "classifier_accuracy": judge.accuracy,
+        "classifier_cached": not judge.classifier.trained,
+        "classifier": str(judge.classifier.path),
+        "split": judge.split.rule,
+    }
 
 
 def print_table(result: dict, source: str) -> None:
@@ -313,24 +344,33 @@ def print_table(result: dict, source: str) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("meaning")
-    meanings = {"fd": "Frechet distance of the classifier's logits (lower is better)",
-                "mnist_score": "exp E KL(p(y|x) || p(y)): 10 ideal, 1 one class",
-                "coverage": "digit classes with >= the coverage threshold of the samples",
-                "kid": "kernel distance (unbiased MMD^2, cubic kernel) of the logits; 0 = real",
-                "kid_std": "eval/kid's standard error over its blocks",
-                "precision": "fakes inside a real sample's k-NN ball (Naeem et al. 2020)",
-                "recall": "reals inside a fake sample's k-NN ball", "density": "real balls per fake / k (1 ~ real)",
-                "coverage_nn": "reals whose k-NN ball holds a fake"}
+    meanings = {
+        "fd": "Frechet distance of the classifier's logits (lower is better)",
+        "mnist_score": "exp E KL(p(y|x) || p(y)): 10 ideal, 1 one class",
+        "coverage": "digit classes with >= the coverage threshold of the samples",
+        "kid": "kernel distance (unbiased MMD^2, cubic kernel) of the logits; 0 = real",
+        "kid_std": "eval/kid's standard error over its blocks",
+        "precision": "fakes inside a real sample's k-NN ball (Naeem et al. 2020)",
+        "recall": "reals inside a fake sample's k-NN ball",
+        "density": "real balls per fake / k (1 ~ real)",
+        "coverage_nn": "reals whose k-NN ball holds a fake",
+    }
     for name, meaning in meanings.items():
         if name in result:
             value = result[name]
             table.add_row(f"eval/{name}", str(value) if name == "coverage" else f"{value:.4f}", meaning)
             if f"{name}_floor" in result:
-                table.add_row(f"eval/{name}_floor", f"{result[name + '_floor']:.4f}",
-                              f"the same for two disjoint real sets of {result['n']}")
+                table.add_row(
+                    f"eval/{name}_floor",
+                    f"{result[name + '_floor']:.4f}",
+                    f"the same for two disjoint real sets of {result['n']}",
+                )
     table.add_row("class histogram", " ".join(f"{h:.2f}" for h in result["histogram"]), "fraction per digit 0-9")
-    table.add_row("classifier accuracy", f"{result['classifier_accuracy']:.4f}",
-                  "on the reference digits (held out) " + ("(cached)" if result["classifier_cached"] else "(trained now)"))
+    table.add_row(
+        "classifier accuracy",
+        f"{result['classifier_accuracy']:.4f}",
+        "on the reference digits (held out) " + ("(cached)" if result["classifier_cached"] else "(trained now)"),
+    )
     Console().print(table)
     print(f"split: {result['split']}")
 

@@ -11,17 +11,19 @@ import os
 import signal
 
 # Where the points sit, in the order a run reaches them.
-PHASES = ("store",     # a new SQLite store's tables made under a temporary name, not yet in place
-          "startup",   # the MLflow run exists, params and config logged; nothing trained yet
-          "trace",     # before the first compiled chunk (it traces the step)
-          "chunk",     # before every later chunk of compiled steps
-          "eval",      # an evaluation computed, not yet logged
-          "picture",   # after a sample grid or figure went to the store
-          "flush",     # before a batch of buffered metrics is written
-          "ckpt_tmp",  # a checkpoint's temp file written and fsynced, not yet renamed
-          "weights",   # after one final weights file was uploaded
-          "model",     # before the generator is logged as an MLflow model
-          "finish")    # everything logged, the run not yet marked FINISHED
+PHASES = (
+    "store",  # a new SQLite store's tables made under a temporary name, not yet in place
+    "startup",  # the MLflow run exists, params and config logged; nothing trained yet
+    "trace",  # before the first compiled chunk (it traces the step)
+    "chunk",  # before every later chunk of compiled steps
+    "eval",  # an evaluation computed, not yet logged
+    "picture",  # after a sample grid or figure went to the store
+    "flush",  # before a batch of buffered metrics is written
+    "ckpt_tmp",  # a checkpoint's temp file written and fsynced, not yet renamed
+    "weights",  # after one final weights file was uploaded
+    "model",  # before the generator is logged as an MLflow model
+    "finish",
+)  # everything logged, the run not yet marked FINISHED
 ENV = "GAN_RUNNER_FAULT"
 
 
@@ -42,5 +44,6 @@ if os.environ.get(ENV):
             if _LEFT <= 0:
                 os.kill(os.getpid(), signal.SIGKILL)
 else:
+
     def point(phase: str) -> None:
         """No fault configured: nothing to do."""

@@ -29,12 +29,15 @@ def build_schedule(sched_cfg: DictConfig, net: str, learning_rate: float, total_
         case "exponential":
             return schedules.ExponentialDecay(learning_rate, params["decay_steps"], params["decay_rate"])
         case "cosine":
-            return schedules.CosineDecay(learning_rate, params.get("decay_steps") or total_steps, params.get("alpha", 0.0))
+            return schedules.CosineDecay(
+                learning_rate, params.get("decay_steps") or total_steps, params.get("alpha", 0.0)
+            )
     raise ValueError(f"schedule: unknown choice '{sched_cfg.name}'")
 
 
-def build_optimizer(opt_cfg: DictConfig, sched_cfg: DictConfig, net: str, total_steps: int,
-                    per_step: int = 1) -> keras.optimizers.Optimizer:
+def build_optimizer(
+    opt_cfg: DictConfig, sched_cfg: DictConfig, net: str, total_steps: int, per_step: int = 1
+) -> keras.optimizers.Optimizer:
     """Optimizer for network `net` ('d' or 'g'): optimizer.<net>.learning_rate under the schedule,
     updated `per_step` times per training step."""
     lr = build_schedule(sched_cfg, net, float(opt_cfg[net].learning_rate), total_steps, per_step)

@@ -15,8 +15,12 @@ def kde_figure(real: np.ndarray, fake: np.ndarray, title: str, bw_adjust: float 
     """The seed's picture: KDE of real (blue) and fake (red). The note's `bw=0.3` is gone from
     seaborn 0.13; `bw_adjust` scales the default bandwidth instead."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    sns.kdeplot(x=np.asarray(real, np.float64), bw_adjust=bw_adjust, color="blue", label="real", ax=ax, warn_singular=False)
-    sns.kdeplot(x=np.asarray(fake, np.float64), bw_adjust=bw_adjust, color="red", label="fake", ax=ax, warn_singular=False)
+    sns.kdeplot(
+        x=np.asarray(real, np.float64), bw_adjust=bw_adjust, color="blue", label="real", ax=ax, warn_singular=False
+    )
+    sns.kdeplot(
+        x=np.asarray(fake, np.float64), bw_adjust=bw_adjust, color="red", label="fake", ax=ax, warn_singular=False
+    )
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
@@ -31,7 +35,7 @@ def image_grid(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.nda
     for i in range(min(n, rows * cols)):
         r, k = divmod(i, cols)
         y, x = pad + r * (h + pad), pad + k * (w + pad)
-        grid[y:y + h, x:x + w] = images[i]
+        grid[y : y + h, x : x + w] = images[i]
     grid = np.round(grid * 255).astype(np.uint8)
     return grid[..., 0] if c == 1 else grid
 
@@ -40,7 +44,9 @@ def class_histogram_figure(histogram: np.ndarray, threshold: float, title: str) 
     """Bar per digit class (fraction of the fakes the classifier puts there) and the coverage
     threshold as a dashed line: mode collapse at a glance."""
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    sns.barplot(x=np.arange(len(histogram)), y=np.asarray(histogram, np.float64), native_scale=True, color="steelblue", ax=ax)
+    sns.barplot(
+        x=np.arange(len(histogram)), y=np.asarray(histogram, np.float64), native_scale=True, color="steelblue", ax=ax
+    )
     ax.set_xticks(np.arange(len(histogram)))
     ax.axhline(threshold, color="red", linestyle="--", linewidth=1, label=f"coverage threshold {threshold:g}")
     ax.set(xlabel="digit class", ylabel="fraction of fakes", title=title)

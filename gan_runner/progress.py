@@ -31,9 +31,15 @@ class Progress:
         self._bar = None
         self._handlers: list[tuple[logging.StreamHandler, object]] = []  # (handler, its own stream)
         if self.tty:
-            self._bar = RichProgress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), transient=False,
-                                     console=Console(file=self.stream))
+            self._bar = RichProgress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[stats]}"),
+                transient=False,
+                console=Console(file=self.stream),
+            )
             self._task = self._bar.add_task("train", total=total, completed=start, stats="")
 
     def __enter__(self) -> Progress:

@@ -40,15 +40,23 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = _Parser(prog="python -m gan_runner.sample", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="MLflow run id | checkpoint folder or ckpt-*.npz | generator .weights.h5 "
-                                       "| models:/<name>@<alias> or models:/<name>/<version>")
+    parser = _Parser(
+        prog="python -m gan_runner.sample", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "source",
+        help="MLflow run id | checkpoint folder or ckpt-*.npz | generator .weights.h5 "
+        "| models:/<name>@<alias> or models:/<name>/<version>",
+    )
     parser.add_argument("settings", nargs="*", help="n=64 out=DIR seed=S, and config overrides key=value")
     parser.add_argument("--config", help="with a .weights.h5: the run's config.yaml (default: model=dcgan + overrides)")
     parser.add_argument("--best", action="store_true", help="with a run id: the weights of the run's best step")
-    parser.add_argument("--model", action="store_true", help="with a run id: the generator it logged as an MLflow model")
-    parser.add_argument("--interpolate", choices=("lerp", "slerp"), help="also the interpolation strips between noise pairs")
+    parser.add_argument(
+        "--model", action="store_true", help="with a run id: the generator it logged as an MLflow model"
+    )
+    parser.add_argument(
+        "--interpolate", choices=("lerp", "slerp"), help="also the interpolation strips between noise pairs"
+    )
     parser.add_argument("--steps", type=int, default=10, help="samples per interpolation strip (>= 2)")
     parser.add_argument("--pairs", type=int, default=4, help="interpolation strips (pairs of noise vectors)")
     parser.add_argument("--log", action="store_true", help="add the files to the run's artifacts (samples/)")
@@ -121,8 +129,9 @@ def load(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, object, str |
             raise BadInput(f"{source}: no such file")
         cfg = evaluate.config_from(args.overrides, args.config)
         return cfg, evaluate.load_generator(cfg, path), None, None
-    raise BadInput(f"{source}: not an MLflow run id (32 hex characters), a checkpoint folder or .npz, "
-                   "or a .weights.h5 file")
+    raise BadInput(
+        f"{source}: not an MLflow run id (32 hex characters), a checkpoint folder or .npz, or a .weights.h5 file"
+    )
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -147,8 +156,9 @@ def interpolation_noise(z: np.ndarray, mode: str, steps: int, pairs: int) -> np.
         raise BadInput(f"--pairs {pairs} needs n >= {2 * pairs} noise vectors, got n={len(z)}")
     t = np.linspace(0.0, 1.0, steps)
     walk = slerp if mode == "slerp" else lerp
-    return np.concatenate([walk(z[2 * p].astype(np.float64), z[2 * p + 1].astype(np.float64), t)
-                           for p in range(pairs)]).astype(np.float32)
+    return np.concatenate(
+        [walk(z[2 * p].astype(np.float64), z[2 * p + 1].astype(np.float64), t) for p in range(pairs)]
+    ).astype(np.float32)
 
 
 def write_picture(x: np.ndarray, path: Path, rows: int, cols: int, title: str, strips: bool = False) -> None:
@@ -218,8 +228,13 @@ def sample(cfg: DictConfig, generator, args: argparse.Namespace) -> list[Path]:
     if args.interpolate:
         zi = interpolation_noise(z, args.interpolate, args.steps, args.pairs)
         xi = evaluate.run_generator(generator, zi)
-        png, npz = args.out / f"interpolation_{args.interpolate}.png", args.out / f"interpolation_{args.interpolate}.npz"
-        write_picture(xi, png, args.pairs, args.steps, f"{args.interpolate} between {args.pairs} noise pairs", strips=True)
+        png, npz = (
+            args.out / f"interpolation_{args.interpolate}.png",
+            args.out / f"interpolation_{args.interpolate}.npz",
+        )
+        write_picture(
+            xi, png, args.pairs, args.steps, f"{args.interpolate} between {args.pairs} noise pairs", strips=True
+        )
         np.savez(npz, z=zi, x=xi)
         written += [png, npz]
     return written

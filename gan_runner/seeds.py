@@ -64,7 +64,9 @@ def mean_std(values: list[float]) -> tuple[float, float, int]:
     return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else math.nan, len(finite)
 
 
-def aggregate(params: list[dict[str, str]], metrics: list[dict[str, float]], prefixes=("eval/", "best/")) -> dict[str, float]:
+def aggregate(
+    params: list[dict[str, str]], metrics: list[dict[str, float]], prefixes=("eval/", "best/")
+) -> dict[str, float]:
     """agg/<group>/<metric>_mean and _std (and _n) for every metric under `prefixes` that a
     group's runs logged: what a sweep's parent run gets."""
     out: dict[str, float] = {}

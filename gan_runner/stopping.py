@@ -92,8 +92,11 @@ class SignalStop:
             raise Interrupted(signum, None)
         name = signal.Signals(signum).name
         # os.write: print() is not safe inside a signal handler that may interrupt print().
-        os.write(2, f"\ngan_runner: {name}: finishing the current steps, then writing a checkpoint "
-                    f"(send it again to quit at once)\n".encode())
+        os.write(
+            2,
+            f"\ngan_runner: {name}: finishing the current steps, then writing a checkpoint "
+            f"(send it again to quit at once)\n".encode(),
+        )
 
 
 def phase(name: str) -> None:

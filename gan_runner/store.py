@@ -23,7 +23,7 @@ def resolve_uri(uri: str | None) -> str:
         return f"{SQLITE}{Path.cwd() / 'mlflow.db'}"
     if "://" not in uri and not uri.startswith("file:"):  # a bare path means a SQLite file; make it absolute
         return f"{SQLITE}{Path(uri).resolve()}"
-    path = uri[len(SQLITE):]
+    path = uri[len(SQLITE) :]
     if uri.startswith(SQLITE) and ":memory:" not in uri and not os.path.isabs(path):
         # sqlite:///mlflow.db is relative to the working dir: absolute, so that its artifacts and
         # checkpoints folders can be placed beside it (a relative path has no file:// URI)
@@ -34,7 +34,7 @@ def resolve_uri(uri: str | None) -> str:
 def sqlite_file(uri: str) -> Path | None:
     """The file of a sqlite:/// store; None for other stores and for an in-memory SQLite."""
     if uri.startswith(SQLITE) and ":memory:" not in uri:
-        return Path(uri[len(SQLITE):])
+        return Path(uri[len(SQLITE) :])
     return None
 
 

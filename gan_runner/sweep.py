@@ -45,8 +45,9 @@ OUTCOME_FILE = "outcome.yaml"  # tracking=none: a job's status and objective, in
 MAX_CHECKED_JOBS = 64  # a basic sweep's grid up to this size is validated job by job before it starts
 
 # hparams_search files set Optuna's direction from objective_mode: ${optuna_direction:${objective_mode}}
-OmegaConf.register_new_resolver("optuna_direction", lambda mode: {"min": "minimize", "max": "maximize"}[mode],
-                                replace=True)
+OmegaConf.register_new_resolver(
+    "optuna_direction", lambda mode: {"min": "minimize", "max": "maximize"}[mode], replace=True
+)
 
 
 class MlflowSweepCallback(Callback):
@@ -74,10 +75,13 @@ class MlflowSweepCallback(Callback):
             log.info("sweep.resume: continuing sweep %s (parent run %s)", sweep_dir, run_id)
             return
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
-        tags = {"sweep.dir": str(sweep_dir), "sweep.role": "parent",
-                "overrides": " ".join(config.hydra.overrides.task) or "(none)",
-                "sweep.sweeper": str(config.hydra.sweeper._target_).rsplit(".", 1)[-1],
-                "sweep.launcher": str(config.hydra.launcher._target_).rsplit(".", 1)[-1]}
+        tags = {
+            "sweep.dir": str(sweep_dir),
+            "sweep.role": "parent",
+            "overrides": " ".join(config.hydra.overrides.task) or "(none)",
+            "sweep.sweeper": str(config.hydra.sweeper._target_).rsplit(".", 1)[-1],
+            "sweep.launcher": str(config.hydra.launcher._target_).rsplit(".", 1)[-1],
+        }
         name = config.tracking.run_name or f"sweep {sweep_dir.name}"
         about = tracking.experiment_about(config)  # the experiment's description and runs view
         self.parent = tracking.start_parent_run(config.tracking, name, tags, about)
@@ -96,17 +100,21 @@ class MlflowSweepCallback(Callback):
         failed = _JOB["failed"] or job_return.status != JobStatus.COMPLETED
         value = job_return.return_value if isinstance(job_return.return_value, (int, float)) else None
         overrides = list(config.hydra.overrides.task)
-        outcome = {"job": int(config.hydra.job.num), "status": "FAILED" if failed else "FINISHED",
-                   "objective": None if failed or value is None else float(value),
-                   "run_name": run_name(config, overrides)}
+        outcome = {
+            "job": int(config.hydra.job.num),
+            "status": "FAILED" if failed else "FINISHED",
+            "objective": None if failed or value is None else float(value),
+            "run_name": run_name(config, overrides),
+        }
         Path(config.hydra.runtime.output_dir, OUTCOME_FILE).write_text(OmegaConf.to_yaml(outcome))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.local_dir is not None:
             summary = local_summary(self.local_dir, config.objective, config.objective_mode, self.started)
             OUTCOME.update(summary)
-            print(summary_text(summary, f"job folders in {self.local_dir} (tracking=none: no MLflow store)"),
-                  flush=True)
+            print(
+                summary_text(summary, f"job folders in {self.local_dir} (tracking=none: no MLflow store)"), flush=True
+            )
             return
         uri, parent = self.parent or ("", "")
         summary = self._end(config.objective, config.objective_mode, "FINISHED")
@@ -115,8 +123,10 @@ class MlflowSweepCallback(Callback):
             tracking.log_seed_aggregate(uri, parent)
             log.info("sweep summary: %s", ", ".join(f"{k}={v}" for k, v in summary.items()))
             OUTCOME.update(summary)
-            links = (tracking.sweep_view(uri, parent, config.objective, config.objective_mode),
-                     tracking.run_links(uri, parent, config.objective)[1])
+            links = (
+                tracking.sweep_view(uri, parent, config.objective, config.objective_mode),
+                tracking.run_links(uri, parent, config.objective)[1],
+            )
             print(summary_text(summary, f"parent run {parent} in {uri}", links), flush=True)
             if config.tracking.register and "sweep.best_run_id" in summary:
                 tracking.register_run(uri, summary["sweep.best_run_id"], config)
@@ -144,30 +154,48 @@ def local_summary(sweep_dir: Path, objective: str, mode: str, since: float = 0.0
     """tracking=none: the summary finish_parent_run makes from the store, made from the jobs'
     outcome files. A job folder without one (Hydra made it, the job never returned) failed;
     folders Hydra wrote before `since` are an earlier sweep's in the same hydra.sweep.dir."""
-    jobs = [folder.parent for folder in sweep_dir.rglob(".hydra")
-            if (folder / "overrides.yaml").is_file() and (folder / "overrides.yaml").stat().st_mtime >= since - 1]
+    jobs = [
+        folder.parent
+        for folder in sweep_dir.rglob(".hydra")
+        if (folder / "overrides.yaml").is_file() and (folder / "overrides.yaml").stat().st_mtime >= since - 1
+    ]
     outcomes = [OmegaConf.load(job / OUTCOME_FILE) for job in jobs if (job / OUTCOME_FILE).is_file()]
     finished = [o for o in outcomes if o.status == "FINISHED"]
     scored = [o for o in finished if o.objective is not None and math.isfinite(o.objective)]
-    summary = {"sweep.n_jobs": str(len(jobs)), "sweep.n_finished": str(len(finished)),
-               "sweep.n_failed": str(len(jobs) - len(finished)), "sweep.objective": f"{objective} ({mode})"}
+    summary = {
+        "sweep.n_jobs": str(len(jobs)),
+        "sweep.n_finished": str(len(finished)),
+        "sweep.n_failed": str(len(jobs) - len(finished)),
+        "sweep.objective": f"{objective} ({mode})",
+    }
     if scored:
         best = (min if mode == "min" else max)(scored, key=lambda o: o.objective)
-        summary.update({"sweep.best_run_name": best.run_name,
-                        "sweep.best_job": str(best.job), "sweep.best_value": f"{best.objective:.6g}"})
+        summary.update(
+            {
+                "sweep.best_run_name": best.run_name,
+                "sweep.best_job": str(best.job),
+                "sweep.best_value": f"{best.objective:.6g}",
+            }
+        )
     return summary
 
 
 def summary_text(summary: dict[str, str], where: str, links: tuple[str, str] | None = None) -> str:
     """What a sweep prints at its end: jobs finished / failed, the best job, where it all is
     (`links`: the UI's URLs of the jobs sorted by the objective and of the parent run)."""
-    best = (f"best: job #{summary['sweep.best_job']} ({summary['sweep.best_run_name']}) "
-            f"{summary['sweep.objective']} = {summary['sweep.best_value']}") if "sweep.best_job" in summary \
+    best = (
+        (
+            f"best: job #{summary['sweep.best_job']} ({summary['sweep.best_run_name']}) "
+            f"{summary['sweep.objective']} = {summary['sweep.best_value']}"
+        )
+        if "sweep.best_job" in summary
         else "best: none (no job finished with a finite objective)"
-    return (f"sweep: {summary['sweep.n_jobs']} jobs, {summary['sweep.n_finished']} finished, "
-            f"{summary['sweep.n_failed']} failed; {best}\n  {where}"
-            + (f"\n  its jobs by {summary['sweep.objective']}: {links[0]}"
-               f"\n  the parent run: {links[1]}" if links else ""))
+    )
+    return (
+        f"sweep: {summary['sweep.n_jobs']} jobs, {summary['sweep.n_finished']} finished, "
+        f"{summary['sweep.n_failed']} failed; {best}\n  {where}"
+        + (f"\n  its jobs by {summary['sweep.objective']}: {links[0]}\n  the parent run: {links[1]}" if links else "")
+    )
 
 
 def failed_jobs() -> int:
@@ -210,7 +238,7 @@ def planned_jobs(args: list[str], params: dict[str, str], grid: bool) -> list[li
     if grid and math.prod(len(c) for c in choices) <= MAX_CHECKED_JOBS:
         return [list(job) for job in itertools.product(*choices)]
     first = [c[0] for c in choices]
-    return [first] + [first[:i] + [value] + first[i + 1:] for i, c in enumerate(choices) for value in c[1:]]
+    return [first] + [first[:i] + [value] + first[i + 1 :] for i, c in enumerate(choices) for value in c[1:]]
 
 
 # ---- the job side --------------------------------------------------------------------------
@@ -285,8 +313,11 @@ def job_failed(cfg: DictConfig, overrides: list[str], err: Exception) -> float:
     if OmegaConf.select(cfg, "sweep.fail_fast", default=False):
         from hydra.core.hydra_config import HydraConfig
 
-        print(f"gan_runner: error: job #{HydraConfig.get().job.num} failed ({type(err).__name__}: {err}); "
-              "sweep.fail_fast=true stops the sweep", file=sys.stderr)
+        print(
+            f"gan_runner: error: job #{HydraConfig.get().job.num} failed ({type(err).__name__}: {err}); "
+            "sweep.fail_fast=true stops the sweep",
+            file=sys.stderr,
+        )
         raise SweepStopped(1) from err
     return penalty(cfg)
 
@@ -300,11 +331,18 @@ def run_name(cfg: DictConfig, overrides: list[str]) -> str:
 
 
 def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
-    return {"model": cfg.model.name, "data": cfg.data.name, "seed": str(cfg.seed),
-            "optimizer": cfg.optimizer.name, "schedule": cfg.schedule.name,
-            "loss": cfg.loss.name, "penalty": cfg.penalty.name,
-            "overrides": " ".join(overrides) or "(none)", "objective": cfg.objective,
-            **job_tags()}  # parent run, sweep dir, job number inside a multirun
+    return {
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "seed": str(cfg.seed),
+        "optimizer": cfg.optimizer.name,
+        "schedule": cfg.schedule.name,
+        "loss": cfg.loss.name,
+        "penalty": cfg.penalty.name,
+        "overrides": " ".join(overrides) or "(none)",
+        "objective": cfg.objective,
+        **job_tags(),
+    }  # parent run, sweep dir, job number inside a multirun
 
 
 def record_failure(cfg: DictConfig, overrides: list[str], err: Exception) -> None:
@@ -332,7 +370,9 @@ def resume_job(cfg: DictConfig, root: Path) -> str | None:
     first checkpoint is ended and deleted, so the parent keeps one run per job."""
     parent = os.environ.get(ENV_PARENT)
     if not in_multirun():
-        raise tracking.ConfigError("sweep.resume: continues a multirun (-m ...); for one run use resume=<run id | last>")
+        raise tracking.ConfigError(
+            "sweep.resume: continues a multirun (-m ...); for one run use resume=<run id | last>"
+        )
     if not (OmegaConf.select(cfg, "sweep.resume") and parent):  # tracking=none: no runs to find
         return None
     from hydra.core.hydra_config import HydraConfig

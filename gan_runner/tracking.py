@@ -80,7 +80,8 @@ class LocalTracker(NullTracker):
         from PIL import Image
 
         Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image).save(
-            self._file(f"images/{key}_step{int(step):07d}.png"))
+            self._file(f"images/{key}_step{int(step):07d}.png")
+        )
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self._file(artifact_file).write_text(text)
@@ -102,8 +103,11 @@ class MlflowTracker(NullTracker):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self._pending += [Metric(k, float(v), now, int(step)) for k, v in metrics.items()
-                          if math.isfinite(v) and step > self._logged.get(k, -1)]
+        self._pending += [
+            Metric(k, float(v), now, int(step))
+            for k, v in metrics.items()
+            if math.isfinite(v) and step > self._logged.get(k, -1)
+        ]
         if len(self._pending) >= MAX_BATCH or time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
 
@@ -136,7 +140,7 @@ class MlflowTracker(NullTracker):
 
         items = [Param(k, v[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # log_batch takes at most 100 params a call
-            self.client.log_batch(self.run_id, params=items[i:i + 100], synchronous=True)
+            self.client.log_batch(self.run_id, params=items[i : i + 100], synchronous=True)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -170,7 +174,9 @@ class MlflowTracker(NullTracker):
         # One model per name and run: one left half-logged by a kill, or logged by the run
         # before a resume extended it, is replaced.
         run = self.client.get_run(self.run_id)
-        for old in self.client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{self.run_id}'"):
+        for old in self.client.search_logged_models(
+            [run.info.experiment_id], filter_string=f"source_run_id = '{self.run_id}'"
+        ):
             if old.name == name:
                 self.client.delete_logged_model(old.model_id)
         faults.point("model")
@@ -209,7 +215,9 @@ def download_artifacts(tracking_cfg, run_id: str, path: str, dest: str | Path) -
         client.get_run(run_id)
         return Path(client.download_artifacts(run_id, path, str(dest)))
     except MlflowException as err:
-        raise LookupError(f"no run {run_id} with '{path}' artifacts in {uri} ({str(err).splitlines()[0][:200]})") from None
+        raise LookupError(
+            f"no run {run_id} with '{path}' artifacts in {uri} ({str(err).splitlines()[0][:200]})"
+        ) from None
 
 
 def ensure_store(uri: str) -> None:
@@ -279,8 +287,12 @@ OBJECTIVE_TAG = "gan_runner.objective"  # "<metric> (<min|max>)" of the newest r
 
 def experiment_about(cfg) -> dict[str, str]:
     """What an experiment's tags are made from, out of a run's (validated) config."""
-    return {"model": str(cfg.model.name), "data": str(cfg.data.name), "objective": str(cfg.objective),
-            "mode": str(cfg.objective_mode)}
+    return {
+        "model": str(cfg.model.name),
+        "data": str(cfg.data.name),
+        "objective": str(cfg.objective),
+        "mode": str(cfg.objective_mode),
+    }
 
 
 def experiment_tags(about: dict[str, str], note: str | None = None) -> dict[str, str]:
@@ -290,9 +302,14 @@ def experiment_tags(about: dict[str, str], note: str | None = None) -> dict[str,
         f"GAN runs of model **{about['model']}** on data **{about['data']}**, trained by gan_runner "
         f"(Keras 3, Hydra configs). Read **{objective}** ({better} is better): the runs table opened from "
         f"the links gan_runner prints is sorted by it. Sweeps are parent runs with their jobs nested; a "
-        f"parent holds sweep/best_objective and agg/<group>/<metric>_mean, _std, _n over seeds.")
-    return {KIND_TAG: KIND, NOTE_TAG: description, OBJECTIVE_TAG: f"{objective} ({mode})",
-            VIEW_TAG + view_key(objective): view_state(objective, mode)}
+        f"parent holds sweep/best_objective and agg/<group>/<metric>_mean, _std, _n over seeds."
+    )
+    return {
+        KIND_TAG: KIND,
+        NOTE_TAG: description,
+        OBJECTIVE_TAG: f"{objective} ({mode})",
+        VIEW_TAG + view_key(objective): view_state(objective, mode),
+    }
 
 
 def view_key(objective: str, sweep: str | None = None) -> str:
@@ -303,8 +320,14 @@ def view_key(objective: str, sweep: str | None = None) -> str:
 def view_state(objective: str, mode: str, params: list[str] = (), search: str = "") -> str:
     """The runs table sorted by the objective (best first), its column shown first, then `params`."""
     columns = [f"metrics.`{objective}`", *(f"params.`{p}`" for p in params)]
-    return json.dumps({"searchFilter": search, "orderByKey": f"metrics.`{objective}`",
-                       "orderByAsc": mode == "min", "selectedColumns": columns})
+    return json.dumps(
+        {
+            "searchFilter": search,
+            "orderByKey": f"metrics.`{objective}`",
+            "orderByAsc": mode == "min",
+            "selectedColumns": columns,
+        }
+    )
 
 
 def ui_base(uri: str) -> str:
@@ -352,14 +375,20 @@ def sweep_view(uri: str, parent_id: str, objective: str, mode: str) -> str:
     swept = seeds.setting_keys(params) + [k for k in seeds.SEED_PARAMS if len({p.get(k) for p in params}) > 1]
     experiment_id = client.get_run(parent_id).info.experiment_id
     key = view_key(objective, parent_id)
-    client.set_experiment_tag(experiment_id, VIEW_TAG + key,
-                              view_state(objective, mode, swept, f"tags.`{PARENT_TAG}` = '{parent_id}'"))
+    client.set_experiment_tag(
+        experiment_id, VIEW_TAG + key, view_state(objective, mode, swept, f"tags.`{PARENT_TAG}` = '{parent_id}'")
+    )
     return experiment_url(ui_base(uri), experiment_id, key)
 
 
 # Python database drivers SQLAlchemy loads for MLflow's database stores -> what pip installs.
-DB_DRIVERS = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL",
-              "MySQLdb": "mysqlclient (or use mysql+pymysql:// and pip install PyMySQL)", "pyodbc": "pyodbc"}
+DB_DRIVERS = {
+    "psycopg": "'psycopg[binary]'",
+    "psycopg2": "psycopg2-binary",
+    "pymysql": "PyMySQL",
+    "MySQLdb": "mysqlclient (or use mysql+pymysql:// and pip install PyMySQL)",
+    "pyodbc": "pyodbc",
+}
 DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 
 
@@ -373,9 +402,11 @@ def check_store(uri: str, timeout_s: float = 3.0) -> None:
     scheme = parsed.scheme.split("+", 1)[0].lower()
     if scheme == "file":
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("true", "1"):
-            raise ConfigError(f"tracking.uri: MLflow 3 refuses file: stores ({uri}); use a SQLite file, e.g. "
-                              f"tracking.uri=sqlite:///{Path.cwd() / 'mlflow.db'} (`mlflow migrate-filestore` "
-                              f"converts old runs), or set MLFLOW_ALLOW_FILE_STORE=true to use it anyway")
+            raise ConfigError(
+                f"tracking.uri: MLflow 3 refuses file: stores ({uri}); use a SQLite file, e.g. "
+                f"tracking.uri=sqlite:///{Path.cwd() / 'mlflow.db'} (`mlflow migrate-filestore` "
+                f"converts old runs), or set MLFLOW_ALLOW_FILE_STORE=true to use it anyway"
+            )
     elif scheme in DB_PORTS:
         from sqlalchemy.engine import make_url
 
@@ -384,14 +415,20 @@ def check_store(uri: str, timeout_s: float = 3.0) -> None:
             url.get_dialect().import_dbapi()
         except ImportError as err:
             package = DB_DRIVERS.get(err.name or "", err.name)
-            raise ConfigError(f"tracking.uri: {parsed.scheme}:// needs the Python driver '{err.name}', which is not "
-                              f"installed: pip install {package}") from None
+            raise ConfigError(
+                f"tracking.uri: {parsed.scheme}:// needs the Python driver '{err.name}', which is not "
+                f"installed: pip install {package}"
+            ) from None
         if url.host:  # no host: a local socket, left to the driver
             port = url.port or DB_PORTS[scheme]
             _answers(url.host, port, timeout_s, f"no database server answers at {url.host}:{port}")
     elif scheme in ("http", "https"):
-        _answers(parsed.hostname or "localhost", parsed.port or (443 if scheme == "https" else 80), timeout_s,
-                 f"no MLflow server answers at {uri}")
+        _answers(
+            parsed.hostname or "localhost",
+            parsed.port or (443 if scheme == "https" else 80),
+            timeout_s,
+            f"no MLflow server answers at {uri}",
+        )
 
 
 def _answers(host: str, port: int, timeout_s: float, message: str) -> None:
@@ -490,9 +527,15 @@ def end_orphan(tracking_cfg, run_id: str) -> str | None:
 
 
 @contextmanager
-def open_run(tracking_cfg, run_name: str, tags: dict[str, str], run_id: str | None = None,
-             after_step: int = -1, local_dir: Path | None = None,
-             about: dict[str, str] | None = None) -> Iterator[NullTracker]:
+def open_run(
+    tracking_cfg,
+    run_name: str,
+    tags: dict[str, str],
+    run_id: str | None = None,
+    after_step: int = -1,
+    local_dir: Path | None = None,
+    about: dict[str, str] | None = None,
+) -> Iterator[NullTracker]:
     """A tracker for one run (a new one, or `run_id` continued by a resume from the checkpoint at
     `after_step`). The run ends
     FINISHED, KILLED on Ctrl-C / SIGTERM, FAILED on any other exception (the error as a tag,
@@ -553,8 +596,9 @@ def write_temp(name: str, data: bytes) -> Path:
 PARENT_TAG = "mlflow.parentRunId"  # what the UI nests child runs by
 
 
-def start_parent_run(tracking_cfg, run_name: str, tags: dict[str, str],
-                     about: dict[str, str] | None = None) -> tuple[str, str]:
+def start_parent_run(
+    tracking_cfg, run_name: str, tags: dict[str, str], about: dict[str, str] | None = None
+) -> tuple[str, str]:
     """Create the store, the experiment and a RUNNING parent run; return (uri, run_id).
 
     Called once in the launching process before any job starts, so parallel jobs find the
@@ -625,17 +669,28 @@ def finish_parent_run(uri: str, parent_id: str, objective: str, mode: str, statu
         client.set_terminated(run_id, "KILLED")
     if orphans:
         children = find_runs(uri, f"tags.`{PARENT_TAG}` = '{parent_id}'")
-    scored = [(r.data.metrics[objective], r) for r in children
-              if r.info.status == "FINISHED" and math.isfinite(r.data.metrics.get(objective, math.nan))]
-    summary = {"sweep.n_jobs": str(len(children)),
-               "sweep.n_finished": str(sum(r.info.status == "FINISHED" for r in children)),
-               "sweep.n_failed": str(sum(r.info.status == "FAILED" for r in children)),
-               "sweep.objective": f"{objective} ({mode})"}
+    scored = [
+        (r.data.metrics[objective], r)
+        for r in children
+        if r.info.status == "FINISHED" and math.isfinite(r.data.metrics.get(objective, math.nan))
+    ]
+    summary = {
+        "sweep.n_jobs": str(len(children)),
+        "sweep.n_finished": str(sum(r.info.status == "FINISHED" for r in children)),
+        "sweep.n_failed": str(sum(r.info.status == "FAILED" for r in children)),
+        "sweep.objective": f"{objective} ({mode})",
+    }
     metrics = []
     if scored:
         value, best = (min if mode == "min" else max)(scored, key=lambda pair: pair[0])
-        summary.update({"sweep.best_run_id": best.info.run_id, "sweep.best_run_name": best.info.run_name,
-                        "sweep.best_job": best.data.tags.get("hydra.job.num", "?"), "sweep.best_value": f"{value:.6g}"})
+        summary.update(
+            {
+                "sweep.best_run_id": best.info.run_id,
+                "sweep.best_run_name": best.info.run_name,
+                "sweep.best_job": best.data.tags.get("hydra.job.num", "?"),
+                "sweep.best_value": f"{value:.6g}",
+            }
+        )
         metrics = [Metric("sweep/best_objective", value, int(time.time() * 1000), 0)]
     client.log_batch(parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in summary.items()], synchronous=True)
     client.set_terminated(parent_id, status)
@@ -652,8 +707,20 @@ def ui_command(uri: str, port: int, host: str = "127.0.0.1", workers: int = 1, a
     uvicorn does not print a line per request (the UI makes dozens a page)."""
     import sys
 
-    command = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
-               "--workers", str(workers), "--backend-store-uri", uri]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--backend-store-uri",
+        uri,
+    ]
     command += [] if access_log else ["--uvicorn-opts", "--no-access-log"]
     root = artifact_root(uri)
     return command + (["--artifacts-destination", str(root)] if root else [])
@@ -715,8 +782,13 @@ def load_keras_model(uri: str, run_id: str, name: str = "generator"):
     from mlflow.exceptions import MlflowException
 
     run = get_run(uri, run_id)
-    models = [m for m in _reader(uri).search_logged_models([run.info.experiment_id],
-                                                           filter_string=f"source_run_id = '{run_id}'") if m.name == name]
+    models = [
+        m
+        for m in _reader(uri).search_logged_models(
+            [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+        )
+        if m.name == name
+    ]
     if not models:
         raise LookupError(f"run {run_id} logged no model '{name}' (tracking.log_model=false, or it did not end)")
     previous = mlflow.get_tracking_uri()
@@ -724,7 +796,9 @@ def load_keras_model(uri: str, run_id: str, name: str = "generator"):
     try:
         return mlflow.keras.load_model(f"models:/{models[0].model_id}")
     except MlflowException as err:
-        raise LookupError(f"run {run_id}: its model '{name}' does not load ({str(err).splitlines()[0][:200]})") from None
+        raise LookupError(
+            f"run {run_id}: its model '{name}' does not load ({str(err).splitlines()[0][:200]})"
+        ) from None
     finally:
         mlflow.set_tracking_uri(previous)
 
@@ -742,7 +816,7 @@ def log_seed_aggregate(uri: str, parent_id: str) -> dict[str, float]:
     metrics = [Metric(k, v, now, 0) for k, v in values.items()]
     client = _reader(uri)
     for i in range(0, len(metrics), 1000):  # MLflow's log_batch takes at most 1000 metrics
-        client.log_batch(parent_id, metrics=metrics[i:i + 1000], synchronous=True)
+        client.log_batch(parent_id, metrics=metrics[i : i + 1000], synchronous=True)
     return values
 
 
@@ -755,7 +829,7 @@ def log_metrics_at(uri: str, run_id: str, values: list[tuple[int, dict[str, floa
     metrics = [Metric(k, float(v), now, int(step)) for step, named in values for k, v in named.items()]
     client = _reader(uri)
     for i in range(0, len(metrics), 1000):  # MLflow's log_batch takes at most 1000 metrics
-        client.log_batch(run_id, metrics=metrics[i:i + 1000], synchronous=True)
+        client.log_batch(run_id, metrics=metrics[i : i + 1000], synchronous=True)
 
 
 # ---- the Model Registry: a run's generator as a version of a registered model ----------------
@@ -778,33 +852,45 @@ def register_model(uri: str, run_id: str, name: str, objective: str, mode: str) 
     if not math.isfinite(value):
         raise LookupError(f"register {name}: run {run_id} has no finite {objective}")
     mine = f"source_run_id = '{run_id}'"
-    logged = [m for m in client.search_logged_models([run.info.experiment_id], filter_string=mine)
-              if m.name == "generator"]
+    logged = [
+        m for m in client.search_logged_models([run.info.experiment_id], filter_string=mine) if m.name == "generator"
+    ]
     if not logged:
         raise LookupError(f"register {name}: run {run_id} logged no generator (tracking.log_model=false)")
     quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # no progress bar in the run's output
     with tempfile.TemporaryDirectory() as tmp, _env(quiet):
         config = Path(client.download_artifacts(run_id, "config.yaml", tmp)).read_bytes()
     try:
-        client.create_registered_model(name, description="GAN generators trained by gan_runner; the alias "
-                                       f"'{CHAMPION}' is the version whose run has the best objective")
+        client.create_registered_model(
+            name,
+            description="GAN generators trained by gan_runner; the alias "
+            f"'{CHAMPION}' is the version whose run has the best objective",
+        )
     except MlflowException as err:
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    tags = {"objective": objective, "objective_mode": mode, "value": repr(value), "run_id": run_id,
-            "config_sha256": hashlib.sha256(config).hexdigest()}
+    tags = {
+        "objective": objective,
+        "objective_mode": mode,
+        "value": repr(value),
+        "run_id": run_id,
+        "config_sha256": hashlib.sha256(config).hexdigest(),
+    }
     model_id = logged[0].model_id
     with _fluent(uri):  # the registry looks the LoggedModel up through MLflow's global tracking URI
-        version = client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id, tags=tags,
-                                              model_id=model_id).version
+        version = client.create_model_version(
+            name, source=f"models:/{model_id}", run_id=run_id, tags=tags, model_id=model_id
+        ).version
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         champion = None
     done = f"registered models:/{name}/{version} ({objective}={value:.6g})"
     if champion is not None and champion.tags.get("objective") != objective:
-        return (f"{done}; '{CHAMPION}' stays version {champion.version}: it was judged by "
-                f"{champion.tags.get('objective')}, not {objective}")
+        return (
+            f"{done}; '{CHAMPION}' stays version {champion.version}: it was judged by "
+            f"{champion.tags.get('objective')}, not {objective}"
+        )
     if champion is not None:
         best = float(champion.tags["value"])
         if not (value < best if mode == "min" else value > best):

@@ -58,8 +58,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     stopping.phase("data")
     real = data.load(cfg.data, cfg.seed)
     if cfg.batch.size > len(real):  # image data: its size is known only once read
-        raise config_mod.ConfigError(f"batch.size: {cfg.batch.size} is larger than the data "
-                                     f"({len(real)} {cfg.data.name} samples; see data.n)")
+        raise config_mod.ConfigError(
+            f"batch.size: {cfg.batch.size} is larger than the data ({len(real)} {cfg.data.name} samples; see data.n)"
+        )
     stopping.phase("tensorflow")
     configure_threads(cfg.trainer)  # before the model's module loads TensorFlow
     prepare = getattr(registry.get_model(cfg.model.name), "prepare", None)
@@ -71,17 +72,29 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     local = resumed.path.parent if resumed else root / time.strftime("local-%Y%m%d-%H%M%S")
     folder = None
     try:
-        with stopping.SignalStop() as stop, \
-                tracking.open_run(cfg.tracking, sweep.run_name(cfg, overrides), sweep.run_tags(cfg, overrides),
-                                  run_id, resumed.step if resumed else -1, local,
-                                  tracking.experiment_about(cfg)) as tracker:
+        with (
+            stopping.SignalStop() as stop,
+            tracking.open_run(
+                cfg.tracking,
+                sweep.run_name(cfg, overrides),
+                sweep.run_tags(cfg, overrides),
+                run_id,
+                resumed.step if resumed else -1,
+                local,
+                tracking.experiment_about(cfg),
+            ) as tracker,
+        ):
             folder = root / tracker.run_id if tracker.run_id and not resumed else local
             _start_logging(cfg, tracker, folder, resumed, changes)
             stopping.phase("run")
-            ckpt = checkpoint.Checkpointer(folder, cfg.checkpoint.keep, tracker.run_id,
-                                           store.resolve_uri(cfg.tracking.uri) if tracker.run_id else None,  # the run's own
-                                           OmegaConf.to_container(cfg, resolve=True),
-                                           resumed.meta.get("overrides", []) if resumed else overrides)
+            ckpt = checkpoint.Checkpointer(
+                folder,
+                cfg.checkpoint.keep,
+                tracker.run_id,
+                store.resolve_uri(cfg.tracking.uri) if tracker.run_id else None,  # the run's own
+                OmegaConf.to_container(cfg, resolve=True),
+                resumed.meta.get("overrides", []) if resumed else overrides,
+            )
             faults.point("startup")
             value = Trainer(cfg, real, tracker, ckpt, stop, resumed).fit()
             faults.point("finish")
@@ -92,8 +105,11 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     except Interrupted as err:  # the run is KILLED by now and the checkpoint written
         token = tracker.run_id if tracker.run_id and folder == root / tracker.run_id else str(folder)
         args = [*(shlex.quote(o) for o in overrides if not o.startswith("resume=")), f"resume={shlex.quote(token)}"]
-        print(f"gan_runner: {err}; checkpoint in {folder}, run marked KILLED\n"
-              f"  resume with: python -m gan_runner {' '.join(args)}", file=sys.stderr)
+        print(
+            f"gan_runner: {err}; checkpoint in {folder}, run marked KILLED\n"
+            f"  resume with: python -m gan_runner {' '.join(args)}",
+            file=sys.stderr,
+        )
         raise
     except Diverged as err:  # the run is FAILED with tag divergence=step N
         if cfg.on_divergence == "penalty":
@@ -117,8 +133,7 @@ def _resume(cfg: DictConfig, where: store.Store, overrides: list[str]):
     A run id with no checkpoint (killed before its first one) is ended KILLED, in one line."""
     uri, root = where.uri, where.checkpoints
     token = str(cfg.resume)
-    if uri and store.RUN_ID.fullmatch(token) and not Path(token).exists() \
-            and not checkpoint.checkpoints(root / token):
+    if uri and store.RUN_ID.fullmatch(token) and not Path(token).exists() and not checkpoint.checkpoints(root / token):
         status = tracking.end_orphan(cfg.tracking, token)
         if status == "FINISHED":  # checkpoints deleted since: its numbers are in the store
             print(f"gan_runner: nothing to resume: run {token} is FINISHED", file=sys.stderr)
@@ -126,15 +141,19 @@ def _resume(cfg: DictConfig, where: store.Store, overrides: list[str]):
         if status is not None:
             raise config_mod.ConfigError(
                 f"resume={token}: nothing to resume: the run has no checkpoint in {root / token} (it stopped before "
-                f"its first one; the run is {status}); start it again without resume=")
+                f"its first one; the run is {status}); start it again without resume="
+            )
     resumed, new_cfg, changes = checkpoint.load_for_resume(cfg, root, overrides, uri)
     run_id, planned = resumed.meta["run_id"], int(resumed.meta["config"]["train_steps"])
     saved = resumed.meta.get("trainer") or {}
     status, metrics = tracking.run_state(new_cfg.tracking, run_id) if uri and run_id else (None, {})
     finished = status == "FINISHED" if status else bool(saved.get("finished"))
     if finished and new_cfg.train_steps <= planned:
-        print(f"gan_runner: nothing to resume: run {run_id or resumed.path.parent} finished at step {resumed.step} "
-              f"(train_steps={planned}); give a larger train_steps= to extend it", file=sys.stderr)
+        print(
+            f"gan_runner: nothing to resume: run {run_id or resumed.path.parent} finished at step {resumed.step} "
+            f"(train_steps={planned}); give a larger train_steps= to extend it",
+            file=sys.stderr,
+        )
         value = saved.get("history", {}).get(new_cfg.objective, metrics.get(new_cfg.objective, math.nan))
         raise AlreadyFinished(value if math.isfinite(value) else float("nan"))
     return resumed, new_cfg, changes
@@ -145,24 +164,27 @@ def summary(cfg: DictConfig, overrides: list[str], run_id: str | None, folder: P
     head = f"gan_runner: finished '{sweep.run_name(cfg, overrides)}'"
     objective = f"{cfg.objective}={value:.6g}"
     if run_id is None:
-        return (f"{head} (tracking=none): {objective}\n"
-                f"  checkpoints, weights and pictures: {folder}")
+        return f"{head} (tracking=none): {objective}\n  checkpoints, weights and pictures: {folder}"
     uri = store.resolve_uri(cfg.tracking.uri)
     if uri.startswith(("http://", "https://")):
         opener = f"open {uri} in a browser"
-    elif uri == f"sqlite:///{Path.cwd() / 'mlflow.db'}" and (Path.cwd() / "gan_runner" / "ui.py").is_file():  # make ui serves it
+    elif (
+        uri == f"sqlite:///{Path.cwd() / 'mlflow.db'}" and (Path.cwd() / "gan_runner" / "ui.py").is_file()
+    ):  # make ui serves it
         opener = "make ui"
     else:
         opener = f"python -m gan_runner.ui --tracking-uri {shlex.quote(uri)}"
     runs, page = tracking.run_links(uri, run_id, cfg.objective)
     if not uri.startswith(("http://", "https://")):
         opener += ", then open"
-    return (f"{head} (run id {run_id}): {objective}\n"
-            f"  store:       {uri}\n"
-            f"  checkpoints: {folder}\n"
-            f"  open it:     {opener}\n"
-            f"  runs by {cfg.objective}: {runs}\n"
-            f"  this run:    {page}")
+    return (
+        f"{head} (run id {run_id}): {objective}\n"
+        f"  store:       {uri}\n"
+        f"  checkpoints: {folder}\n"
+        f"  open it:     {opener}\n"
+        f"  runs by {cfg.objective}: {runs}\n"
+        f"  this run:    {page}"
+    )
 
 
 def _start_logging(cfg: DictConfig, tracker: tracking.NullTracker, folder: Path, resumed, changes=()) -> None:
@@ -175,8 +197,12 @@ def _start_logging(cfg: DictConfig, tracker: tracking.NullTracker, folder: Path,
         tracker.log_text(text, "config.yaml")
     else:
         tracker.log_text(text, f"config_resume_step{resumed.step:07d}.yaml")
-        tracker.set_tags({"resumed": f"from step {resumed.step} ({resumed.path.name})",
-                          "resume.changes": "; ".join(changes) or "(none)"})
+        tracker.set_tags(
+            {
+                "resumed": f"from step {resumed.step} ({resumed.path.name})",
+                "resume.changes": "; ".join(changes) or "(none)",
+            }
+        )
         if changes:
             log.info("resume changes the stored config: %s", "; ".join(changes))
     tracker.set_tags({"checkpoint.dir": str(folder)})
@@ -191,8 +217,11 @@ def set_onednn(wanted: bool | None) -> None:
         return
     if "tensorflow" in sys.modules:
         if onednn_in_use() != ("on" if wanted else "off"):
-            log.warning("trainer.onednn=%s: TensorFlow was already loaded in this process with oneDNN %s; unchanged",
-                        wanted, onednn_in_use())
+            log.warning(
+                "trainer.onednn=%s: TensorFlow was already loaded in this process with oneDNN %s; unchanged",
+                wanted,
+                onednn_in_use(),
+            )
     elif not os.environ.get(ONEDNN_ENV):
         os.environ[ONEDNN_ENV] = "1" if wanted else "0"
 
@@ -249,16 +278,26 @@ def build_gan(cfg: DictConfig, real: np.ndarray, load_weights=None):
         if load_weights is not None:
             load_weights(generator, discriminator)
         return distribute.step_class()(
-            generator, discriminator,
+            generator,
+            discriminator,
             build_optimizer(cfg.optimizer, cfg.schedule, "d", cfg.train_steps, cfg.trainer.d_steps),
             build_optimizer(cfg.optimizer, cfg.schedule, "g", cfg.train_steps),
             real,
-            StepConfig(latent_dim=model.latent_dim(cfg.model), batch_size=cfg.batch.size,
-                       order=cfg.batch.order, reuse_noise=cfg.batch.reuse_noise,
-                       real_label=cfg.labels.real, fake_label=cfg.labels.fake, update=cfg.trainer["update"],
-                       loss=cfg.loss.name, penalty=cfg.penalty.name,
-                       penalty_weight=float(cfg.penalty.get("weight", cfg.penalty.get("gamma", 0.0))),
-                       d_steps=cfg.trainer.d_steps, ema_decay=cfg.ema.decay, ema_start=cfg.ema.start_step),
+            StepConfig(
+                latent_dim=model.latent_dim(cfg.model),
+                batch_size=cfg.batch.size,
+                order=cfg.batch.order,
+                reuse_noise=cfg.batch.reuse_noise,
+                real_label=cfg.labels.real,
+                fake_label=cfg.labels.fake,
+                update=cfg.trainer["update"],
+                loss=cfg.loss.name,
+                penalty=cfg.penalty.name,
+                penalty_weight=float(cfg.penalty.get("weight", cfg.penalty.get("gamma", 0.0))),
+                d_steps=cfg.trainer.d_steps,
+                ema_decay=cfg.ema.decay,
+                ema_start=cfg.ema.start_step,
+            ),
             seed=cfg.seed,
             # the EMA generator: G's architecture, its weights set from G by the step
             ema_generator=model.build_generator(cfg.model) if cfg.ema.decay is not None else None,
@@ -274,23 +313,31 @@ def eval_noise(seed: int, n: int, latent_dim: int) -> np.ndarray:
 def generate_chunked(call, z: np.ndarray, sample_shape) -> np.ndarray:
     """call(z) in chunks of GENERATE_VALUES output values (bounds the activations' memory)."""
     rows = max(1, GENERATE_VALUES // int(np.prod(sample_shape)))
-    return np.concatenate([call(z[i:i + rows]).numpy() for i in range(0, len(z), rows)])
+    return np.concatenate([call(z[i : i + rows]).numpy() for i in range(0, len(z), rows)])
 
 
 class Trainer:
     """The single training loop for every model."""
 
-    def __init__(self, cfg: DictConfig, real: np.ndarray, tracker: tracking.NullTracker,
-                 checkpointer: checkpoint.Checkpointer | None = None, stop: stopping.SignalStop | None = None,
-                 resumed: checkpoint.Checkpoint | None = None):
+    def __init__(
+        self,
+        cfg: DictConfig,
+        real: np.ndarray,
+        tracker: tracking.NullTracker,
+        checkpointer: checkpoint.Checkpointer | None = None,
+        stop: stopping.SignalStop | None = None,
+        resumed: checkpoint.Checkpoint | None = None,
+    ):
         # how TensorFlow runs: thread pools "intra/inter" and oneDNN, both fixed when it loads
         tracker.set_tags({"tf.threads": configure_threads(cfg.trainer), "tf.onednn": onednn_in_use()})
         self.cfg, self.real, self.tracker = cfg, real, tracker
         self.model = registry.get_model(cfg.model.name)
         load = None
         if cfg.weights.load and resumed is None:  # a resume restores everything below anyway
+
             def load(generator, discriminator):
                 self._load_weights(generator, discriminator, cfg.weights.load)
+
         self.gan = build_gan(cfg, real, load)
         self.history: dict[str, float] = {}
         self._eval_noise: dict[int, np.ndarray] = {}
@@ -309,8 +356,12 @@ class Trainer:
         """What the loop keeps besides the variables, for the checkpoint: the last value of each
         metric (the objective of a run resumed at its end), the early-stop count and the best
         evaluation (its G weights as arrays): without them a resume would log best/* again."""
-        state = {"history": self.history, "pinned": self._pinned, "finished": finished,
-                 "best": list(self._best[:2]) if self._best else None}
+        state = {
+            "history": self.history,
+            "pinned": self._pinned,
+            "finished": finished,
+            "best": list(self._best[:2]) if self._best else None,
+        }
         arrays = {f"best.{i:03d}": w for i, w in enumerate(self._best[2])} if self._best else {}
         return state, arrays
 
@@ -382,8 +433,10 @@ class Trainer:
                     with timed("eval"):
                         raw = {}
                         if self.gan.ema_generator is not None:  # raw G first: pictures reuse the last eval
-                            raw = {k.replace("eval/", "eval_raw/", 1): v for k, v in
-                                   self.model.evaluate(self.generate_raw, self.real, cfg, step).items()}
+                            raw = {
+                                k.replace("eval/", "eval_raw/", 1): v
+                                for k, v in self.model.evaluate(self.generate_raw, self.real, cfg, step).items()
+                            }
                         values = self.model.evaluate(self.generate, self.real, cfg, step)
                     faults.point("eval")
                     self._log({**raw, **values}, step)
@@ -402,8 +455,15 @@ class Trainer:
             raise Interrupted(self.stop.signum, step)
         loop_s = time.perf_counter() - started  # includes tracing, evaluation and pictures
         if step > start:  # eval_s and pictures_s are parts of loop_s
-            self._log({"perf/loop_s": loop_s, "perf/steps_per_s": (step - start) / loop_s,
-                       "perf/eval_s": spent["eval"], "perf/pictures_s": spent["pictures"]}, step)
+            self._log(
+                {
+                    "perf/loop_s": loop_s,
+                    "perf/steps_per_s": (step - start) / loop_s,
+                    "perf/eval_s": spent["eval"],
+                    "perf/pictures_s": spent["pictures"],
+                },
+                step,
+            )
         self.tracker.flush()
         stopping.phase("upload")
         self._save_weights(step)
@@ -430,8 +490,9 @@ class Trainer:
         self._pinned = self._pinned + 1 if self.history[rule.metric] >= rule.threshold else 0
         if self._pinned < rule.patience:
             return False
-        self.tracker.set_tags({"early_stop": f"step {step}: {rule.metric} >= {rule.threshold} "
-                                             f"for {rule.patience} logged values"})
+        self.tracker.set_tags(
+            {"early_stop": f"step {step}: {rule.metric} >= {rule.threshold} for {rule.patience} logged values"}
+        )
         return True
 
     def _checkpoint(self, step: int, finished: bool = False) -> None:
@@ -528,13 +589,16 @@ class Trainer:
                     net.load_weights(path)
                 except ValueError as err:  # another architecture
                     reason = str(err).splitlines()[0][:200]
-                    raise config_mod.ConfigError(f"weights.load: {path.name} from {source} does not fit this model ({reason})") from None
+                    raise config_mod.ConfigError(
+                        f"weights.load: {path.name} from {source} does not fit this model ({reason})"
+                    ) from None
         self.tracker.set_tags({"weights.load": source})
 
     def objective(self) -> float:
         name = self.cfg.objective
         if name not in self.history:
             raise config_mod.ConfigError(
-                f"objective: '{name}' was never logged; logged: {', '.join(sorted(self.history))}")
+                f"objective: '{name}' was never logged; logged: {', '.join(sorted(self.history))}"
+            )
         value = self.history[name]
         return value if math.isfinite(value) else float("nan")

@@ -69,8 +69,9 @@ def end_group(process: subprocess.Popen, sig: int, timeout_s: float = 20) -> int
 
 
 @contextmanager
-def serve(cwd: Path, uri: str | None = None, port: int | None = None, timeout_s: float = 180,
-          log: Path | None = None) -> Iterator[str]:
+def serve(
+    cwd: Path, uri: str | None = None, port: int | None = None, timeout_s: float = 180, log: Path | None = None
+) -> Iterator[str]:
     """`python -m gan_runner.ui` (what `make ui` runs) started from folder `cwd`, in the
     background; yields its URL once it answers and stops it with Ctrl-C afterwards. Without
     `uri` the store is found as `make ui` finds it there: $MLFLOW_TRACKING_URI is not passed on,
@@ -79,7 +80,9 @@ def serve(cwd: Path, uri: str | None = None, port: int | None = None, timeout_s:
     command = [sys.executable, "-m", "gan_runner.ui", "--port", str(port)] + (["--tracking-uri", uri] if uri else [])
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     with open(log or os.devnull, "w") as out:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_up(url, process, timeout_s)
@@ -90,11 +93,20 @@ def serve(cwd: Path, uri: str | None = None, port: int | None = None, timeout_s:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m gan_runner.ui", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="interface to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every interface)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 5000)),
-                        help="port to listen on (default: $PORT, else 5000; with make: make ui PORT=8080)")
-    parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every interface)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", 5000)),
+        help="port to listen on (default: $PORT, else 5000; with make: make ui PORT=8080)",
+    )
+    parser.add_argument(
+        "--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db"
+    )
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (one is plenty for one person)")
     parser.add_argument("--access-log", action="store_true", help="print a line per HTTP request (default: off)")
     args = parser.parse_args()
@@ -134,8 +146,7 @@ def run_server(uri: str, port: int, workers: int, host: str = "127.0.0.1", acces
         base = f"http://{local}:{port}"
         # an experiment opened from MLflow's list falls back to its GenAI workspace: direct links
         links = "".join(f"  {name}: {url}\n" for name, url in tracking.experiment_links(uri, base))
-        print(f"MLflow UI: {base}/#/experiments?{ML_VIEW}\n{links}"
-              f"  store: {uri}\n  Ctrl-C stops it", flush=True)
+        print(f"MLflow UI: {base}/#/experiments?{ML_VIEW}\n{links}  store: {uri}\n  Ctrl-C stops it", flush=True)
         return server.wait()
     except KeyboardInterrupt:
         end_group(server, signal.SIGTERM)

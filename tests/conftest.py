@@ -74,8 +74,11 @@ def pytest_collection_modifyitems(items) -> None:
     here = Path(__file__).parent
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
-        ours = {name: defs[-1].scope for name, defs in (info.name2fixturedefs.items() if info else ())
-                if defs and Path(defs[-1].func.__code__.co_filename).parent == here and name != "classifier_cache"}
+        ours = {
+            name: defs[-1].scope
+            for name, defs in (info.name2fixturedefs.items() if info else ())
+            if defs and Path(defs[-1].func.__code__.co_filename).parent == here and name != "classifier_cache"
+        }
         session = sorted(name for name, scope in ours.items() if scope == "session")
         if session:
             item.add_marker(pytest.mark.xdist_group("session:" + "+".join(session)))
@@ -104,12 +107,19 @@ def cli_env(env: dict | None = None) -> dict[str, str]:
     return full_env
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict | None = None,
-            python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cwd: Path, timeout: float = 300, env: dict | None = None, python_flags: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     """`python -m gan_runner <args>` in a subprocess, as a user would type it (`python_flags`:
     the interpreter's own, e.g. ("-X", "importtime"))."""
-    return subprocess.run([sys.executable, *python_flags, "-m", "gan_runner", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env=cli_env(env))
+    return subprocess.run(
+        [sys.executable, *python_flags, "-m", "gan_runner", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(env),
+    )
 
 
 def all_runs(client, experiment: str):
@@ -122,10 +132,27 @@ def metric_history(client, run_id: str, key: str) -> list[tuple[int, float]]:
 
 
 # A store as a user has it after a small sweep and one DCGAN run (test_compare, test_ui_browser).
-SWEEP_1D = ["train_steps=30", "eval_every=15", "log_every=15", "plot_every=30", "eval.n_fake=1000", "checkpoint.every=0"]
-TINY_DCGAN = ["train_steps=4", "log_every=2", "eval_every=2", "sample_every=2", "batch.size=16", "data.n=256",
-              "eval.n_fake=64", "model.g_filters=[16,8,8,1]", "model.d_filters=[8,8,16,16]", "tracking.log_model=false",
-              "checkpoint.every=0"]
+SWEEP_1D = [
+    "train_steps=30",
+    "eval_every=15",
+    "log_every=15",
+    "plot_every=30",
+    "eval.n_fake=1000",
+    "checkpoint.every=0",
+]
+TINY_DCGAN = [
+    "train_steps=4",
+    "log_every=2",
+    "eval_every=2",
+    "sample_every=2",
+    "batch.size=16",
+    "data.n=256",
+    "eval.n_fake=64",
+    "model.g_filters=[16,8,8,1]",
+    "model.d_filters=[8,8,16,16]",
+    "tracking.log_model=false",
+    "checkpoint.every=0",
+]
 
 
 @pytest.fixture(scope="session")
@@ -144,8 +171,10 @@ def filled_store(tmp_path_factory):
     client = MlflowClient(tracking_uri=uri)
     client.search_experiments()  # creates the schema
     sweep_dir = folder / "multirun"
-    commands = [["-m", f"tracking.uri={uri}", f"hydra.sweep.dir={sweep_dir}", *SWEEP_1D, "seed=1,2"],
-                ["model=dcgan", f"data.path={MNIST}", f"tracking.uri={uri}", *TINY_DCGAN]]
+    commands = [
+        ["-m", f"tracking.uri={uri}", f"hydra.sweep.dir={sweep_dir}", *SWEEP_1D, "seed=1,2"],
+        ["model=dcgan", f"data.path={MNIST}", f"tracking.uri={uri}", *TINY_DCGAN],
+    ]
     with ThreadPoolExecutor(2) as pool:
         procs = list(pool.map(lambda args: run_cli(args, cwd=folder), commands))
     for proc in procs:
@@ -153,8 +182,17 @@ def filled_store(tmp_path_factory):
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=100)
     (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
     (dcgan,) = [r for r in runs if r.data.tags.get("model") == "dcgan"]
-    children = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
-                      key=lambda r: r.data.params["seed"])
-    return SimpleNamespace(uri=uri, folder=folder, client=client, sweep_dir=sweep_dir, parent=parent,
-                           children=children, dcgan=dcgan,
-                           printed={"sweep": procs[0].stdout, "dcgan": procs[1].stdout})  # the summaries' links
+    children = sorted(
+        (r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
+        key=lambda r: r.data.params["seed"],
+    )
+    return SimpleNamespace(
+        uri=uri,
+        folder=folder,
+        client=client,
+        sweep_dir=sweep_dir,
+        parent=parent,
+        children=children,
+        dcgan=dcgan,
+        printed={"sweep": procs[0].stdout, "dcgan": procs[1].stdout},
+    )  # the summaries' links

@@ -43,27 +43,86 @@ from pathlib import Path
 os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # snapshot() downloads weights quietly
 ROOT = Path(__file__).resolve().parent.parent
 MNIST = Path(os.environ.get("GAN_RUNNER_MNIST", ROOT.parent / "shared" / "datasets" / "mnist"))
-FAULT_PHASES = ("store", "startup", "trace", "chunk", "eval", "picture", "flush", "ckpt_tmp", "weights", "model", "finish")
+FAULT_PHASES = (
+    "store",
+    "startup",
+    "trace",
+    "chunk",
+    "eval",
+    "picture",
+    "flush",
+    "ckpt_tmp",
+    "weights",
+    "model",
+    "finish",
+)
 
 # Small configs that pass through every phase several times; flushes happen at checkpoints (and
 # every 0.3 s, so some metrics reach the store ahead of the checkpoint, as in a long run).
 MODELS = {
-    "gaussian1d": ["model=gaussian1d", "train_steps=60", "log_every=10", "eval_every=20", "plot_every=30",
-                   "eval.n_fake=500", "checkpoint.every=20", "tracking.flush_every_s=0.3"],
-    "dcgan": ["model=dcgan", f"data.path={MNIST}", "data.n=256", "batch.size=16", "model.latent_dim=8",
-              "model.g_filters=[16,8,8,1]", "model.d_filters=[8,8,8,8]", "train_steps=12", "log_every=2",
-              "eval_every=4", "sample_every=4", "plot_every=6", "eval.n_fake=64", "checkpoint.every=4",
-              "eval.classifier.train_steps=20", "tracking.log_model=true", "tracking.flush_every_s=0.3"],
+    "gaussian1d": [
+        "model=gaussian1d",
+        "train_steps=60",
+        "log_every=10",
+        "eval_every=20",
+        "plot_every=30",
+        "eval.n_fake=500",
+        "checkpoint.every=20",
+        "tracking.flush_every_s=0.3",
+    ],
+    "dcgan": [
+        "model=dcgan",
+        f"data.path={MNIST}",
+        "data.n=256",
+        "batch.size=16",
+        "model.latent_dim=8",
+        "model.g_filters=[16,8,8,1]",
+        "model.d_filters=[8,8,8,8]",
+        "train_steps=12",
+        "log_every=2",
+        "eval_every=4",
+        "sample_every=4",
+        "plot_every=6",
+        "eval.n_fake=64",
+        "checkpoint.every=4",
+        "eval.classifier.train_steps=20",
+        "tracking.log_model=true",
+        "tracking.flush_every_s=0.3",
+    ],
 }
 # How often a fresh run of each config reaches each point (a larger count lets the run finish).
 REACHED = {
-    "gaussian1d": {"store": 1, "startup": 1, "trace": 1, "chunk": 8, "eval": 3, "picture": 2, "flush": 4, "ckpt_tmp": 3,
-                   "weights": 2, "model": 0, "finish": 1},
-    "dcgan": {"store": 1, "startup": 1, "trace": 1, "chunk": 8, "eval": 3, "picture": 6, "flush": 4, "ckpt_tmp": 3,
-              "weights": 2, "model": 1, "finish": 1},
+    "gaussian1d": {
+        "store": 1,
+        "startup": 1,
+        "trace": 1,
+        "chunk": 8,
+        "eval": 3,
+        "picture": 2,
+        "flush": 4,
+        "ckpt_tmp": 3,
+        "weights": 2,
+        "model": 0,
+        "finish": 1,
+    },
+    "dcgan": {
+        "store": 1,
+        "startup": 1,
+        "trace": 1,
+        "chunk": 8,
+        "eval": 3,
+        "picture": 6,
+        "flush": 4,
+        "ckpt_tmp": 3,
+        "weights": 2,
+        "model": 1,
+        "finish": 1,
+    },
 }
 IGNORED_METRICS = re.compile(r"^perf/|_s$|^classifier/cached$")  # wall-clock times; the cache's state
-IMAGE = re.compile(r"^images/(?P<key>.+)\+step\+(?P<step>\d+)\+timestamp\+\d+\+[0-9a-f-]+(?P<kind>\+compressed\.webp|\.png)$")
+IMAGE = re.compile(
+    r"^images/(?P<key>.+)\+step\+(?P<step>\d+)\+timestamp\+\d+\+[0-9a-f-]+(?P<kind>\+compressed\.webp|\.png)$"
+)
 
 
 # ---- launching real runs from a zygote -------------------------------------------------------
@@ -104,11 +163,20 @@ for line in sys.stdin:
 
 class Zygote:
     def __init__(self, env: dict[str, str]):
-        self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], cwd=ROOT, env=env, text=True, bufsize=1,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ZYGOTE],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            bufsize=1,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         assert self.proc.stdout.readline().strip() == "ready", "the zygote did not start"
 
-    def launch(self, args: list[str], cwd: Path, out: Path, env: dict[str, str], kill_after: float | None = None) -> int:
+    def launch(
+        self, args: list[str], cwd: Path, out: Path, env: dict[str, str], kill_after: float | None = None
+    ) -> int:
         """Run the CLI in a forked child; SIGKILL it after `kill_after` s if still running.
         Returns its exit code (-9 when killed)."""
         self.proc.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "out": str(out), "env": env}) + "\n")
@@ -148,8 +216,11 @@ def snapshot(uri: str, run_id: str, tmp: Path) -> Snapshot:
 
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(run_id)
-    metrics = {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k))
-               for k in run.data.metrics if not IGNORED_METRICS.search(k)}
+    metrics = {
+        k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k))
+        for k in run.data.metrics
+        if not IGNORED_METRICS.search(k)
+    }
     paths, stack = [], [""]
     while stack:
         for item in client.list_artifacts(run_id, stack.pop() or None):
@@ -167,10 +238,14 @@ def snapshot(uri: str, run_id: str, tmp: Path) -> Snapshot:
         local = client.download_artifacts(run_id, path, str(tmp))
         with h5py.File(local) as f:
             arrays = {}
-            f.visititems(lambda name, obj: arrays.update({name: obj[()].tobytes()}) if isinstance(obj, h5py.Dataset) else None)
+            f.visititems(
+                lambda name, obj: arrays.update({name: obj[()].tobytes()}) if isinstance(obj, h5py.Dataset) else None
+            )
         weights[path] = arrays
-    models = sorted((m.name, str(m.status)) for m in client.search_logged_models(
-        [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"))
+    models = sorted(
+        (m.name, str(m.status))
+        for m in client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    )
     return Snapshot(run.info.status, dict(run.data.params), metrics, artifacts, images, weights, models, run_id)
 
 
@@ -178,8 +253,11 @@ def differences(expected: Snapshot, got: Snapshot) -> list[str]:
     out = []
     if got.status != "FINISHED":
         out.append(f"status {got.status}")
-    params = [k for k in set(got.params) | set(expected.params)
-              if got.params.get(k) != expected.params.get(k) and k != "tracking.uri"]  # each run its own store
+    params = [
+        k
+        for k in set(got.params) | set(expected.params)
+        if got.params.get(k) != expected.params.get(k) and k != "tracking.uri"
+    ]  # each run its own store
     if params:
         out.append(f"params differ: {sorted(params)}")
     for key in sorted(set(expected.metrics) | set(got.metrics)):
@@ -188,15 +266,26 @@ def differences(expected: Snapshot, got: Snapshot) -> list[str]:
             steps = collections.Counter(s for s, _ in have)
             doubled = sorted(s for s, n in steps.items() if n > 1)
             missing = sorted({s for s, _ in want} - set(steps))
-            out.append(f"{key}: missing steps {missing[:5]}, doubled {doubled[:5]}, values differ"
-                       if not (missing or doubled) else f"{key}: missing steps {missing[:5]}, doubled {doubled[:5]}")
+            out.append(
+                f"{key}: missing steps {missing[:5]}, doubled {doubled[:5]}, values differ"
+                if not (missing or doubled)
+                else f"{key}: missing steps {missing[:5]}, doubled {doubled[:5]}"
+            )
     if got.artifacts != expected.artifacts:
-        out.append(f"artifacts: missing {sorted(expected.artifacts - got.artifacts)}, extra {sorted(got.artifacts - expected.artifacts)}")
+        out.append(
+            f"artifacts: missing {sorted(expected.artifacts - got.artifacts)}, extra {sorted(got.artifacts - expected.artifacts)}"
+        )
     if got.images != expected.images:
         out.append(f"images: expected {sorted(expected.images.items())}, got {sorted(got.images.items())}")
     if got.weights != expected.weights:
-        out.append("final weights differ: " + ", ".join(sorted(p for p in set(got.weights) | set(expected.weights)
-                                                              if got.weights.get(p) != expected.weights.get(p))))
+        out.append(
+            "final weights differ: "
+            + ", ".join(
+                sorted(
+                    p for p in set(got.weights) | set(expected.weights) if got.weights.get(p) != expected.weights.get(p)
+                )
+            )
+        )
     if got.models != expected.models or any(status != "READY" for _, status in got.models):
         out.append(f"logged models: expected {expected.models}, got {got.models}")
     return out
@@ -242,7 +331,11 @@ def draw_plan(rng: random.Random, model: str, kills: int, wall_s: float) -> list
 class Harness:
     def __init__(self, workdir: Path, classifier_cache: Path | None = None):
         self.workdir = workdir
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "GAN_RUNNER_CACHE": str(classifier_cache or workdir / "cache")}
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "GAN_RUNNER_CACHE": str(classifier_cache or workdir / "cache"),
+        }
         env.pop("MLFLOW_TRACKING_URI", None)
         env.pop("GAN_RUNNER_FAULT", None)
         env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # one setting for every process, as the tests use
@@ -273,7 +366,9 @@ class Harness:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=uri)
-        runs = client.search_runs([e.experiment_id for e in client.search_experiments()], order_by=["attributes.start_time ASC"])
+        runs = client.search_runs(
+            [e.experiment_id for e in client.search_experiments()], order_by=["attributes.start_time ASC"]
+        )
         return [r.info.run_id for r in runs]
 
     def crash_run(self, model: str, rng: random.Random, kills: int, plan: list[tuple] | None = None) -> Outcome:
@@ -293,7 +388,9 @@ class Harness:
         run_id = None
         for how, value in outcome.plan:
             args = base + ([f"resume={run_id}"] if run_id else [])
-            code, text, wall_s = self.launch(args, folder, value if how == "at" else None, value if how == "after" else None)
+            code, text, wall_s = self.launch(
+                args, folder, value if how == "at" else None, value if how == "after" else None
+            )
             outcome.log.append((how, value, code, round(wall_s, 1)))
             if code == -signal.SIGKILL:
                 outcome.kills += 1
@@ -334,8 +431,9 @@ class Harness:
         self.zygote.close()
 
 
-def run_suite(harness: Harness, models: list[str], runs: int, kills: int, seed: int, progress=None,
-              max_s: float = float("inf")) -> list[Outcome]:
+def run_suite(
+    harness: Harness, models: list[str], runs: int, kills: int, seed: int, progress=None, max_s: float = float("inf")
+) -> list[Outcome]:
     """`runs` killed-and-resumed runs per model, the kill points drawn from `seed`; stops
     starting new runs after `max_s` seconds."""
     rng, started, outcomes = random.Random(seed), time.monotonic(), []
@@ -360,23 +458,31 @@ def main() -> None:
     started = time.perf_counter()
 
     def progress(i, outcome):
-        print(f"{outcome.model:10s} run {i + 1:3d}: {outcome.kills} kills ({outcome.orphans} before a checkpoint) "
-              f"{'held' if outcome.held else 'BROKEN: ' + '; '.join(outcome.problems)[:400]}  plan {outcome.log}", flush=True)
+        print(
+            f"{outcome.model:10s} run {i + 1:3d}: {outcome.kills} kills ({outcome.orphans} before a checkpoint) "
+            f"{'held' if outcome.held else 'BROKEN: ' + '; '.join(outcome.problems)[:400]}  plan {outcome.log}",
+            flush=True,
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         harness = Harness(Path(tmp))
         try:
-            outcomes = run_suite(harness, args.models.split(","), args.runs, args.kills, args.seed, progress,
-                                 args.max_minutes * 60)
+            outcomes = run_suite(
+                harness, args.models.split(","), args.runs, args.kills, args.seed, progress, args.max_minutes * 60
+            )
         finally:
             harness.close()
     for model in args.models.split(","):
         mine = [o for o in outcomes if o.model == model]
-        print(f"{model}: {sum(o.held for o in mine)}/{len(mine)} runs held over {sum(o.kills for o in mine)} kills "
-              f"({sum(o.orphans for o in mine)} before the first checkpoint)")
-    print(f"total: {sum(o.held for o in outcomes)}/{len(outcomes)} runs held, {sum(o.kills for o in outcomes)} kills "
-          f"landed of {len(outcomes) * args.kills} drawn (a drawn point past the end lets the run finish), "
-          f"seed {args.seed}, {time.perf_counter() - started:.0f} s")
+        print(
+            f"{model}: {sum(o.held for o in mine)}/{len(mine)} runs held over {sum(o.kills for o in mine)} kills "
+            f"({sum(o.orphans for o in mine)} before the first checkpoint)"
+        )
+    print(
+        f"total: {sum(o.held for o in outcomes)}/{len(outcomes)} runs held, {sum(o.kills for o in outcomes)} kills "
+        f"landed of {len(outcomes) * args.kills} drawn (a drawn point past the end lets the run finish), "
+        f"seed {args.seed}, {time.perf_counter() - started:.0f} s"
+    )
     sys.exit(0 if all(o.held for o in outcomes) else 1)
 
 

@@ -41,7 +41,10 @@ BAD = [
     (["+data.nope=1"], ["data.nope", "unknown key", "std"]),
     (["+schedule.nope=1"], ["schedule.nope", "not a parameter of schedule 'constant'"]),
     (["on_divergence=ignore"], ["on_divergence", "ignore", "raise", "penalty"]),
-    (["optimizer.lr=0.1"], ["optimizer.lr", "unknown key", "did you mean optimizer.d.learning_rate or optimizer.g.learning_rate"]),
+    (
+        ["optimizer.lr=0.1"],
+        ["optimizer.lr", "unknown key", "did you mean optimizer.d.learning_rate or optimizer.g.learning_rate"],
+    ),
     (["+optimizer.params.beta_1=0.5"], ["optimizer.params.beta_1", "not a parameter of optimizer 'rmsprop'", "rho"]),
     # the GAN techniques (loss, penalty, trainer.d_steps, ema): names, ranges, combinations
     (["loss=wgan"], ["loss", "wgan", "ns", "hinge", "wasserstein", "lsgan"]),
@@ -51,13 +54,19 @@ BAD = [
     (["ema.start_step=100"], ["ema.start_step", "no effect", "ema.decay"]),
     (["ema.decay=1.0"], ["ema.decay", "[0, 1)"]),
     # a value that could not take effect; a search without -m
-    (["model=dcgan", "schedule.decay_rate=0.5"], ["schedule.decay_rate", "schedule.d.decay_rate", "schedule.g.decay_rate"]),
+    (
+        ["model=dcgan", "schedule.decay_rate=0.5"],
+        ["schedule.decay_rate", "schedule.d.decay_rate", "schedule.g.decay_rate"],
+    ),
     (["hparams_search=gaussian1d_optuna"], ["hparams_search=gaussian1d_optuna", "add -m"]),
     (["experiment=dcgan_optuna"], ["hparams_search=dcgan_optuna", "add -m"]),
     # a multirun: every job is checked before the first starts
     (["-m", "train_steps=abc", "seed=0,1"], ["train_steps", "integer", "abc", "no job was started"]),
     (["-m", "seed=0,1", "batch.size=100,0"], ["batch.size", "positive", "batch.size=0", "no job was started"]),
-    (["-m", "hparams_search=gaussian1d_optuna", "model.hidden=choice(8,0)"], ["model.hidden", "positive", "no job was started"]),
+    (
+        ["-m", "hparams_search=gaussian1d_optuna", "model.hidden=choice(8,0)"],
+        ["model.hidden", "positive", "no job was started"],
+    ),
     # wrong types
     (["train_steps=abc"], ["train_steps", "integer", "abc"]),
     (["train_steps=1.5"], ["train_steps", "integer", "1.5"]),
@@ -88,14 +97,18 @@ BAD = [
     (["tracking.uri=sqlite:///{tmp}/a_file/sub/mlflow.db"], ["tracking.uri", "cannot write", "a_file/sub"]),
     (["checkpoint.dir={tmp}/a_file/sub"], ["checkpoint.dir", "cannot write checkpoints", "a_file/sub"]),
     # stores MLflow would refuse with a long traceback after TensorFlow loaded
-    (["tracking.uri=file://{tmp}/mlruns"], ["tracking.uri", "MLflow 3 refuses file: stores", "sqlite:///",
-                                           "MLFLOW_ALLOW_FILE_STORE=true"]),
+    (
+        ["tracking.uri=file://{tmp}/mlruns"],
+        ["tracking.uri", "MLflow 3 refuses file: stores", "sqlite:///", "MLFLOW_ALLOW_FILE_STORE=true"],
+    ),
     (["tracking.uri=postgresql://me:pw@127.0.0.1:{port}/runs"], _driver_or_server("psycopg", "'psycopg[binary]'")),
     (["tracking.uri=mysql+pymysql://me:pw@127.0.0.1:{port}/runs"], _driver_or_server("pymysql", "PyMySQL")),
     # tracking.register: registers the logged generator, so it needs an MLflow store and log_model
     (["tracking.register=gauss"], ["tracking.register=gauss", "add tracking.log_model=true"]),
-    (["tracking=none", "tracking.register=gauss", "tracking.log_model=true"],
-     ["tracking.register=gauss", "needs tracking=mlflow"]),
+    (
+        ["tracking=none", "tracking.register=gauss", "tracking.log_model=true"],
+        ["tracking.register=gauss", "needs tracking=mlflow"],
+    ),
     (["tracking.register=a/b", "tracking.log_model=true"], ["tracking.register", "'a/b' is not a model name"]),
     # weights.load= a run id that is not there (the store does not even exist)
     (["weights.load=0123456789abcdef0123456789abcdef"], ["weights.load", "no MLflow store at", "mlflow.db"]),
@@ -105,10 +118,19 @@ BAD = [
     (["resume=0123456789abcdef0123456789abcdef"], ["resume=0123456789abcdef0123456789abcdef", "no checkpoint found"]),
     (["resume=last"], ["resume=last", "nothing to resume: no checkpoint of a run in", "{tmp}/checkpoints"]),
     # resume= a real run with a config that changes training ({run}: a finished 1-D run in {store})
-    (["tracking.uri={store}", "resume={run}", "model.hidden=64"],
-     ["resume: the config differs from", "ckpt-000000010.npz", "in ways that change training: model.hidden: 32 -> 64"]),
+    (
+        ["tracking.uri={store}", "resume={run}", "model.hidden=64"],
+        [
+            "resume: the config differs from",
+            "ckpt-000000010.npz",
+            "in ways that change training: model.hidden: 32 -> 64",
+        ],
+    ),
     # eval.metrics: known names only, image models only, the objective among them
-    (["model=dcgan", "eval.metrics=[fd,fid]"], ["eval.metrics", "'fid'", "allowed: fd, mnist_score", "kid", "coverage_nn"]),
+    (
+        ["model=dcgan", "eval.metrics=[fd,fid]"],
+        ["eval.metrics", "'fid'", "allowed: fd, mnist_score", "kid", "coverage_nn"],
+    ),
     (["eval.metrics=[kid]"], ["eval.metrics", "only image models", "'gaussian1d'"]),
     (["model=dcgan", "eval.metrics=[kid,precision]"], ["objective: eval/fd is not computed", "'fd'", "eval.metrics"]),
     (["model=dcgan", "eval.prdc_k=0"], ["eval.prdc_k", "1..eval.n_fake-1 (1999)", "got 0"]),
@@ -186,10 +208,16 @@ def test_weights_load_of_a_run_that_is_not_in_the_store_fails_before_any_run(tmp
     experiment = client.create_experiment("gaussian1d", artifact_location=(tmp_path / "mlartifacts").as_uri())
     weightless = client.create_run(experiment).info.run_id
     client.set_terminated(weightless, "KILLED")
-    for run_id, words in (("0123456789abcdef0123456789abcdef", "no run 0123456789abcdef0123456789abcdef in"),
-                          (weightless, f"run {weightless} in {store} has no weights/ artifacts (its status: KILLED)")):
-        result = run_cli([f"tracking.uri={store}", f"weights.load={run_id}"], tmp_path, timeout=120,
-                         python_flags=("-X", "importtime"))
+    for run_id, words in (
+        ("0123456789abcdef0123456789abcdef", "no run 0123456789abcdef0123456789abcdef in"),
+        (weightless, f"run {weightless} in {store} has no weights/ artifacts (its status: KILLED)"),
+    ):
+        result = run_cli(
+            [f"tracking.uri={store}", f"weights.load={run_id}"],
+            tmp_path,
+            timeout=120,
+            python_flags=("-X", "importtime"),
+        )
         imported = {ln.split("|")[-1].strip() for ln in result.stderr.splitlines() if ln.startswith("import time:")}
         lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("import time:")]
         assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]

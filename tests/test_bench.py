@@ -11,16 +11,20 @@ from conftest import ROOT, compose_cfg
 
 B = 64
 # The seed's DCGAN, one sample, 2 x multiply-adds, layer by layer ("same" padding).
-G_HAND = (2 * 100 * 7 * 7 * 128             # Dense 100 -> 7*7*128
-          + 2 * 5 * 5 * 128 * 128 * 7 * 7   # Conv2DTranspose 128, stride 2: each of the 7x7 input pixels scatters 5x5x128
-          + 2 * 5 * 5 * 128 * 64 * 14 * 14  # Conv2DTranspose 64, stride 2, on 14x14
-          + 2 * 5 * 5 * 64 * 32 * 28 * 28   # Conv2DTranspose 32, stride 1, on 28x28
-          + 2 * 5 * 5 * 32 * 1 * 28 * 28)   # Conv2DTranspose 1, stride 1
-D_HAND = (2 * 5 * 5 * 1 * 32 * 14 * 14      # Conv2D 32, stride 2: 28 -> 14
-          + 2 * 5 * 5 * 32 * 64 * 7 * 7     # Conv2D 64, stride 2: 14 -> 7
-          + 2 * 5 * 5 * 64 * 128 * 4 * 4    # Conv2D 128, stride 2: 7 -> 4
-          + 2 * 5 * 5 * 128 * 256 * 4 * 4   # Conv2D 256, stride 1
-          + 2 * 4 * 4 * 256)                # Dense 4096 -> 1
+G_HAND = (
+    2 * 100 * 7 * 7 * 128  # Dense 100 -> 7*7*128
+    + 2 * 5 * 5 * 128 * 128 * 7 * 7  # Conv2DTranspose 128, stride 2: each of the 7x7 input pixels scatters 5x5x128
+    + 2 * 5 * 5 * 128 * 64 * 14 * 14  # Conv2DTranspose 64, stride 2, on 14x14
+    + 2 * 5 * 5 * 64 * 32 * 28 * 28  # Conv2DTranspose 32, stride 1, on 28x28
+    + 2 * 5 * 5 * 32 * 1 * 28 * 28
+)  # Conv2DTranspose 1, stride 1
+D_HAND = (
+    2 * 5 * 5 * 1 * 32 * 14 * 14  # Conv2D 32, stride 2: 28 -> 14
+    + 2 * 5 * 5 * 32 * 64 * 7 * 7  # Conv2D 64, stride 2: 14 -> 7
+    + 2 * 5 * 5 * 64 * 128 * 4 * 4  # Conv2D 128, stride 2: 7 -> 4
+    + 2 * 5 * 5 * 128 * 256 * 4 * 4  # Conv2D 256, stride 1
+    + 2 * 4 * 4 * 256
+)  # Dense 4096 -> 1
 
 
 def test_dcgan_flops_match_a_count_by_hand():
@@ -40,7 +44,8 @@ def test_dcgan_flops_match_a_count_by_hand():
 
 
 def test_unknown_bench_section_is_one_line_and_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "gan_runner.bench", "gaussian"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gan_runner.bench", "gaussian"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert "unknown section gaussian; known: gaussian1d, sweep, dcgan, quality" in proc.stderr

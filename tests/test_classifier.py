@@ -20,8 +20,12 @@ import pytest
 from conftest import FASHION, MNIST, compose_cfg
 
 pytestmark = pytest.mark.skipif(not (MNIST / "t10k-labels-idx1-ubyte.gz").is_file(), reason=f"no MNIST in {MNIST}")
-TINY_CLASSIFIER = ["eval.classifier.filters=[4]", "eval.classifier.dense=8", "eval.classifier.train_steps=5",
-                   "eval.classifier.batch_size=32"]
+TINY_CLASSIFIER = [
+    "eval.classifier.filters=[4]",
+    "eval.classifier.dense=8",
+    "eval.classifier.train_steps=5",
+    "eval.classifier.batch_size=32",
+]
 
 
 def _cfg(cache: Path, *extra: str):
@@ -69,9 +73,15 @@ def test_a_training_and_a_test_set_split_as_train_vs_test():
     from gan_runner.metrics import classifier
 
     rng = np.random.default_rng(0)
+
     def labelled(n, kind):
-        return classifier.LabelledSet(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
-                                      rng.integers(0, 10, n).astype(np.uint8), f"{kind}-images", kind)
+        return classifier.LabelledSet(
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+            rng.integers(0, 10, n).astype(np.uint8),
+            f"{kind}-images",
+            kind,
+        )
+
     test, train = labelled(30, "test"), labelled(70, "train")
     split = classifier.split([test, train])  # order found does not matter
     assert split.train is train and split.reference is test and "70 training digits" in split.rule
@@ -166,8 +176,8 @@ def _digits_file(folder: Path, start: int, n: int = 600) -> Path:
     from gan_runner.data import images
 
     spec = images.IMAGE_SETS["mnist"]
-    pixels = images.read_images(MNIST / "t10k-images-idx3-ubyte.gz", spec)[start:start + n]
-    labels = images.read_labels(MNIST / "t10k-labels-idx1-ubyte.gz", spec)[start:start + n]
+    pixels = images.read_images(MNIST / "t10k-images-idx3-ubyte.gz", spec)[start : start + n]
+    labels = images.read_labels(MNIST / "t10k-labels-idx1-ubyte.gz", spec)[start : start + n]
     folder.mkdir()
     _idx(folder / "digits-images-idx3-ubyte.gz", pixels, 0x803)
     _idx(folder / "digits-labels-idx1-ubyte.gz", labels, 0x801)
@@ -181,8 +191,9 @@ def test_cache_reuses_the_weights_and_retrains_for_other_data_or_architecture(tm
     first, second = _digits_file(tmp_path / "a", 0), _digits_file(tmp_path / "b", 600)
 
     def load(data_file: Path, *extra: str):
-        cfg = compose_cfg(["model=dcgan", f"data.path={data_file}", f"eval.classifier.cache_dir={cache}",
-                           *TINY_CLASSIFIER, *extra])
+        cfg = compose_cfg(
+            ["model=dcgan", f"data.path={data_file}", f"eval.classifier.cache_dir={cache}", *TINY_CLASSIFIER, *extra]
+        )
         return classifier.load_or_train(cfg.eval.classifier, classifier.split(classifier.labelled_sets(cfg.data)))
 
     trained = load(first)
@@ -236,8 +247,17 @@ def test_missing_or_wrong_labels_fail_with_one_line(tmp_path):
 # ---- a DCGAN run and python -m gan_runner.evaluate ------------------------------------------------
 
 
-TINY_DCGAN = ["batch.size=16", "data.n=512", "eval.n_fake=200", "train_steps=4", "eval_every=2", "log_every=2",
-              "model.g_filters=[16,8,8,1]", "model.d_filters=[8,8,16,16]", "tracking.log_model=false"]
+TINY_DCGAN = [
+    "batch.size=16",
+    "data.n=512",
+    "eval.n_fake=200",
+    "train_steps=4",
+    "eval_every=2",
+    "log_every=2",
+    "model.g_filters=[16,8,8,1]",
+    "model.d_filters=[8,8,16,16]",
+    "tracking.log_model=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +301,9 @@ def test_dcgan_run_logs_fd_score_coverage_floor_and_the_best_step(dcgan_run, jud
     assert [a.path for a in client.list_artifacts(rid, "plots")] == ["plots/classes_step0000004.png"]
 
 
-def test_dcgan_run_logs_kid_and_prdc_with_their_floors_and_only_the_chosen_metrics(dcgan_run, judge, judge_cache, tmp_path):
+def test_dcgan_run_logs_kid_and_prdc_with_their_floors_and_only_the_chosen_metrics(
+    dcgan_run, judge, judge_cache, tmp_path
+):
     from mlflow.tracking import MlflowClient
 
     from gan_runner import train
@@ -295,12 +317,25 @@ def test_dcgan_run_logs_kid_and_prdc_with_their_floors_and_only_the_chosen_metri
     for key, value in floors.items():
         assert [m.step for m in client.get_metric_history(rid, f"eval/{key}")] == [0], key
         assert metrics[f"eval/{key}"] == pytest.approx(value, rel=1e-9), key
-    assert set(floors) == {"fd_floor", "kid_floor", "precision_floor", "recall_floor", "density_floor", "coverage_nn_floor"}
+    assert set(floors) == {
+        "fd_floor",
+        "kid_floor",
+        "precision_floor",
+        "recall_floor",
+        "density_floor",
+        "coverage_nn_floor",
+    }
 
     # eval.metrics=[fd, recall] and prdc_k=3: only those (and their floors) are logged, with that k
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    extra = [*TINY_DCGAN, "train_steps=2", "eval.metrics=[fd,recall]", "eval.prdc_k=3", f"tracking.uri={store}",
-             f"checkpoint.dir={tmp_path / 'ckpt'}"]
+    extra = [
+        *TINY_DCGAN,
+        "train_steps=2",
+        "eval.metrics=[fd,recall]",
+        "eval.prdc_k=3",
+        f"tracking.uri={store}",
+        f"checkpoint.dir={tmp_path / 'ckpt'}",
+    ]
     train.run(_cfg(judge_cache, *extra), extra)
     other = MlflowClient(tracking_uri=store)
     (small,) = other.search_runs([other.get_experiment_by_name("dcgan").experiment_id])
@@ -333,7 +368,11 @@ def test_evaluate_cli_reproduces_the_runs_fd_and_refuses_bad_input(dcgan_run, ju
     config = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / "c"))
     saved = evaluate.main([weights, "--config", config, *common[1:], "--json"])
     capsys.readouterr()
-    assert (saved["fd"], saved["mnist_score"], saved["coverage"]) == (result["fd"], result["mnist_score"], result["coverage"])
+    assert (saved["fd"], saved["mnist_score"], saved["coverage"]) == (
+        result["fd"],
+        result["mnist_score"],
+        result["coverage"],
+    )
     for key in ("kid", "precision", "recall", "density", "coverage_nn", "kid_floor", "coverage_nn_floor"):
         assert result[key] == pytest.approx(run.data.metrics[f"eval/{key}"], rel=1e-4, abs=1e-6), key
 
@@ -346,10 +385,18 @@ def test_evaluate_cli_reproduces_the_runs_fd_and_refuses_bad_input(dcgan_run, ju
     capsys.readouterr()
     assert real["n"] == 1000 and real["fd"] < 3 * real["fd_floor"] and real["coverage"] == 10
 
-    bad = {"nan.npy": np.full((200, 28, 28), np.nan, np.float32), "range.npy": np.full((200, 28, 28), 2.0),
-           "shape.npy": np.zeros((200, 32, 32), np.uint8), "few.npy": np.zeros((10, 28, 28), np.uint8)}
-    expected = {"nan.npy": "200 of 200 images hold NaN or inf", "range.npy": "float pixels must be in [0, 1]",
-                "shape.npy": "expected (N, 28, 28)", "few.npy": "10 images, eval.n_fake=200"}
+    bad = {
+        "nan.npy": np.full((200, 28, 28), np.nan, np.float32),
+        "range.npy": np.full((200, 28, 28), 2.0),
+        "shape.npy": np.zeros((200, 32, 32), np.uint8),
+        "few.npy": np.zeros((10, 28, 28), np.uint8),
+    }
+    expected = {
+        "nan.npy": "200 of 200 images hold NaN or inf",
+        "range.npy": "float pixels must be in [0, 1]",
+        "shape.npy": "expected (N, 28, 28)",
+        "few.npy": "10 images, eval.n_fake=200",
+    }
     for name, array in bad.items():
         np.save(tmp_path / name, array)
         with pytest.raises(SystemExit) as exit_info:

@@ -81,7 +81,9 @@ def test_sweep_by_folder_by_parent_id_and_last_are_the_same_runs(filled_store, c
 
 def test_sort_and_top(filled_store, capsys):
     s = filled_store
-    status, lines, _ = table(capsys, "--experiment", "gaussian1d", "--tracking-uri", s.uri, "--sort", "duration", "--top", "1")
+    status, lines, _ = table(
+        capsys, "--experiment", "gaussian1d", "--tracking-uri", s.uri, "--sort", "duration", "--top", "1"
+    )
     assert status == 0
     rows = [ln for ln in lines if ln.startswith("│")]
     shortest = min(s.children, key=lambda r: r.info.end_time - r.info.start_time)
@@ -106,9 +108,26 @@ def test_cli_plot_writes_a_png_and_logs_it_to_the_sweeps_parent(filled_store, tm
     s = filled_store
     out = tmp_path / "kl.png"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.run([sys.executable, "-m", "gan_runner.compare", "--sweep", str(s.sweep_dir),
-                           "--plot", OBJECTIVE, "--out", str(out), "--log-to-parent", "--tracking-uri", s.uri],
-                          capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gan_runner.compare",
+            "--sweep",
+            str(s.sweep_dir),
+            "--plot",
+            OBJECTIVE,
+            "--out",
+            str(out),
+            "--log-to-parent",
+            "--tracking-uri",
+            s.uri,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"wrote {out}" in proc.stdout
     pixels = matplotlib.image.imread(out)
@@ -131,8 +150,11 @@ def test_the_plot_draws_each_runs_history_under_its_label(filled_store):
         labels = [t.get_text() for t in legend.get_texts()]
         assert labels == ["seed=1", "seed=2"]
         color_of = dict(zip(labels, (tuple(h.get_color()) for h in legend.legend_handles)))
-        drawn = {tuple(line.get_color()): [tuple(p) for p in line.get_xydata()] for line in ax.get_lines()
-                 if len(line.get_xydata())}
+        drawn = {
+            tuple(line.get_color()): [tuple(p) for p in line.get_xydata()]
+            for line in ax.get_lines()
+            if len(line.get_xydata())
+        }
         assert len(drawn) == 2
         for run in s.children:
             history = [(float(step), value) for step, value in metric_history(s.client, run.info.run_id, OBJECTIVE)]
@@ -142,15 +164,18 @@ def test_the_plot_draws_each_runs_history_under_its_label(filled_store):
         plots.close(fig)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--experiment", "nope"], "no experiment 'nope'"),
-    (["--sweep", "/no/such/sweep"], "no runs"),
-    (["--sweep", "0" * 32], "no run 00000000"),
-    (["--experiment", "gaussian1d", "--plot", "eval/nope"], "--plot: no run here logged 'eval/nope'"),
-    (["--experiment", "gaussian1d", "--plot", OBJECTIVE, "--log-to-parent"], "--log-to-parent needs --sweep"),
-    (["--experiment", "gaussian1d", "--sort", "speed"], "--sort: invalid choice"),
-    ([], "give --experiment NAME or --sweep"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--experiment", "nope"], "no experiment 'nope'"),
+        (["--sweep", "/no/such/sweep"], "no runs"),
+        (["--sweep", "0" * 32], "no run 00000000"),
+        (["--experiment", "gaussian1d", "--plot", "eval/nope"], "--plot: no run here logged 'eval/nope'"),
+        (["--experiment", "gaussian1d", "--plot", OBJECTIVE, "--log-to-parent"], "--log-to-parent needs --sweep"),
+        (["--experiment", "gaussian1d", "--sort", "speed"], "--sort: invalid choice"),
+        ([], "give --experiment NAME or --sweep"),
+    ],
+)
 def test_bad_input_is_one_line_and_status_2(filled_store, capsys, args, message):
     status, _, err = table(capsys, *args, "--tracking-uri", filled_store.uri)
     assert status == compare.EXIT_BAD_INPUT

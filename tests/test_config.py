@@ -11,9 +11,11 @@ def test_validation_never_imports_tensorflow():
     import subprocess
     import sys
 
-    code = ("import sys; from conftest import compose_cfg\n"
-            "try:\n    compose_cfg(['train_steps=0'])\nexcept Exception as e: print(type(e).__name__)\n"
-            "print('tensorflow' in sys.modules)")
+    code = (
+        "import sys; from conftest import compose_cfg\n"
+        "try:\n    compose_cfg(['train_steps=0'])\nexcept Exception as e: print(type(e).__name__)\n"
+        "print('tensorflow' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "tests", capture_output=True, text=True)
     assert out.stdout.split() == ["ConfigError", "False"], out.stderr
 
@@ -37,11 +39,15 @@ def test_each_default_is_written_once_in_conf_not_in_the_schema():
 
     def defaults(schema) -> dict[str, str]:
         node = OmegaConf.to_container(OmegaConf.structured(schema))
-        return {k: v for k, v in flatten(node).items() if v != "???" and k not in ("model", "data", "schedule", "penalty")}
+        return {
+            k: v for k, v in flatten(node).items() if v != "???" and k not in ("model", "data", "schedule", "penalty")
+        }
 
-    found = {f"{s.__name__}.{k}": v for s in (RunConf, *MODEL_SCHEMAS.values(), *DATA_SCHEMAS.values(),
-                                                           *PENALTY_SCHEMAS.values())
-             for k, v in defaults(s).items()}
+    found = {
+        f"{s.__name__}.{k}": v
+        for s in (RunConf, *MODEL_SCHEMAS.values(), *DATA_SCHEMAS.values(), *PENALTY_SCHEMAS.values())
+        for k, v in defaults(s).items()
+    }
     assert found == {}, f"defaults in gan_runner/config/schema.py, give them in conf/ instead: {found}"
     for model in group_options("model"):  # and conf/ gives every key a value for every model
         compose_cfg([f"model={model}"])
@@ -90,7 +96,7 @@ def test_help_says_what_it_does_then_examples_choices_and_companions_before_the_
     result = run_cli(["--help"], cwd=tmp_path)
     out = result.stdout
     assert result.returncode == 0 and out.startswith("gan_runner: train GANs from config"), out[:500]
-    examples = out[out.index("== Examples =="):out.index("== Config groups")]
+    examples = out[out.index("== Examples ==") : out.index("== Config groups")]
     assert examples.count("python -m gan_runner") == 3, examples
     config_dump = out.index("== Config (")
     groups = [p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"]
@@ -116,8 +122,11 @@ def test_dcgan_schedule_values_apply_only_to_its_own_schedule():
     # A value the user sets takes effect, or is refused naming the keys that stop it.
     s = compose_cfg(["model=dcgan", "schedule.d.decay_rate=0.5"]).schedule
     assert (s.d.decay_rate, s.g.decay_rate) == (0.5, 3e-8)
-    with pytest.raises(ConfigError, match=r"^schedule.decay_rate: has no effect, schedule.d.decay_rate=6e-08 and "
-                                          r"schedule.g.decay_rate=3e-08 are both set"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^schedule.decay_rate: has no effect, schedule.d.decay_rate=6e-08 and "
+        r"schedule.g.decay_rate=3e-08 are both set",
+    ):
         compose_cfg(["model=dcgan", "schedule.decay_rate=0.5"])
     s = compose_cfg(["model=dcgan", "schedule.decay_rate=0.5", "schedule.d.decay_rate=null"]).schedule
     assert (s.decay_rate, s.d.decay_rate, s.g.decay_rate) == (0.5, None, 3e-8)  # D takes the shared 0.5
@@ -133,11 +142,11 @@ def test_integral_floats_are_integers_and_fractions_are_refused():
     assert (cfg.train_steps, cfg.batch.size, cfg.schedule.decay_steps) == (1000, 32, 200)
     assert type(cfg.train_steps) is int and type(cfg.schedule.decay_steps) is int
     assert list(compose_cfg(["model=dcgan", "model.g_filters=[64.0,32,16,1]"]).model.g_filters) == [64, 32, 16, 1]
-    for overrides, message in ((["train_steps=1.5"], "train_steps: expected an integer, got '1.5'"),
-                               (["schedule=exponential", "schedule.decay_steps=2.5"],
-                                "schedule.decay_steps: expected an integer, got '2.5'"),
-                               (["model=dcgan", "model.g_filters=[64.5,32,16,1]"],
-                                "model.g_filters[0]: expected an integer, got '64.5'")):
+    for overrides, message in (
+        (["train_steps=1.5"], "train_steps: expected an integer, got '1.5'"),
+        (["schedule=exponential", "schedule.decay_steps=2.5"], "schedule.decay_steps: expected an integer, got '2.5'"),
+        (["model=dcgan", "model.g_filters=[64.5,32,16,1]"], "model.g_filters[0]: expected an integer, got '64.5'"),
+    ):
         with pytest.raises(ConfigError) as err:
             compose_cfg(overrides)
         assert str(err.value) == message
@@ -145,8 +154,13 @@ def test_integral_floats_are_integers_and_fractions_are_refused():
 
 def test_optimizer_params_belong_to_the_chosen_optimizer():
     assert compose_cfg(["optimizer=adam", "+optimizer.params.amsgrad=true"]).optimizer.params.amsgrad is True
-    with pytest.raises(ConfigError, match=r"^optimizer.params.beta_1: not a parameter of optimizer 'sgd'.*optimizer=adam"):
+    with pytest.raises(
+        ConfigError, match=r"^optimizer.params.beta_1: not a parameter of optimizer 'sgd'.*optimizer=adam"
+    ):
         compose_cfg(["optimizer=sgd", "+optimizer.params.beta_1=0.5"])
-    with pytest.raises(ConfigError, match=r"^optimizer.params.learning_rate: .*did you mean "
-                                          r"optimizer.d.learning_rate or optimizer.g.learning_rate\?$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^optimizer.params.learning_rate: .*did you mean "
+        r"optimizer.d.learning_rate or optimizer.g.learning_rate\?$",
+    ):
         compose_cfg(["+optimizer.params.learning_rate=0.1"])

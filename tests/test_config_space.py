@@ -45,15 +45,27 @@ NOT_IN_PRODUCT = {"tracking": "where results go, not what trains (test_train and
 # Choices that are values, not config groups.
 VALUE_CHOICES = {"trainer.update": config.UPDATES}
 # Covered pairwise, not multiplied in (module docstring): config groups, then values.
-PAIRWISE = {"loss": config.group_options("loss"), "penalty": config.group_options("penalty"),
-            "trainer.d_steps": ["1", "2"], "model.d_spectral_norm": ["false", "true"], "ema.decay": ["null", "0.9"]}
+PAIRWISE = {
+    "loss": config.group_options("loss"),
+    "penalty": config.group_options("penalty"),
+    "trainer.d_steps": ["1", "2"],
+    "model.d_spectral_norm": ["false", "true"],
+    "ema.decay": ["null", "0.9"],
+}
 REFUSED_PAIR = {("trainer.d_steps", "2"), ("trainer.update", "simultaneous")}  # d_steps needs alternating
 TINY = [f"train_steps={STEPS}", "batch.size=8", "data.n=32"]
 # Smaller networks per model module (the shapes still give 28x28 images); a module not listed
 # trains at its configured size.
-TINY_MODEL = {"gan_runner.models.dcgan": ["model.latent_dim=8", "model.g_filters=[4,1]", "model.g_strides=[2,2]",
-                                          "model.d_filters=[4]", "model.d_strides=[2]"],
-              "gan_runner.models.gaussian1d": ["model.noise_dim=4", "model.hidden=8"]}
+TINY_MODEL = {
+    "gan_runner.models.dcgan": [
+        "model.latent_dim=8",
+        "model.g_filters=[4,1]",
+        "model.g_strides=[2,2]",
+        "model.d_filters=[4]",
+        "model.d_strides=[2]",
+    ],
+    "gan_runner.models.gaussian1d": ["model.noise_dim=4", "model.hidden=8"],
+}
 
 
 def product_groups() -> list[str]:
@@ -64,8 +76,13 @@ def product_groups() -> list[str]:
         if isinstance(entry, dict):
             ((key, value),) = entry.items()
             key = key.removeprefix("optional ").strip()
-            if value is not None and "${" not in str(value) and "/" not in key and key not in NOT_IN_PRODUCT \
-                    and key not in PAIRWISE:
+            if (
+                value is not None
+                and "${" not in str(value)
+                and "/" not in key
+                and key not in NOT_IN_PRODUCT
+                and key not in PAIRWISE
+            ):
                 groups.append(key)
     return sorted(groups)
 
@@ -73,8 +90,9 @@ def product_groups() -> list[str]:
 def pairs(row: dict[str, str]) -> set[frozenset]:
     """The value pairs of a trained row that involve a technique axis."""
     items = sorted(row.items())
-    return {frozenset((a, b)) for i, a in enumerate(items) for b in items[i + 1:]
-            if a[0] in PAIRWISE or b[0] in PAIRWISE}
+    return {
+        frozenset((a, b)) for i, a in enumerate(items) for b in items[i + 1 :] if a[0] in PAIRWISE or b[0] in PAIRWISE
+    }
 
 
 def technique_plan(keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], dict[str, str]]:
@@ -86,8 +104,11 @@ def technique_plan(keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], dict[st
     plan = {}
 
     def rows(model, tech):
-        return [{"model": model, "trainer.update": u, **tech} for u in config.UPDATES
-                if not REFUSED_PAIR <= {("trainer.update", u), *tech.items()}]
+        return [
+            {"model": model, "trainer.update": u, **tech}
+            for u in config.UPDATES
+            if not REFUSED_PAIR <= {("trainer.update", u), *tech.items()}
+        ]
 
     for key in keys:
         best = max(options, key=lambda t: len(set().union(*(pairs(r) for r in rows(key[0], t))) - covered))
@@ -181,8 +202,10 @@ def check_combination(choice, raw, overrides, axes, trained, refused, missing) -
         cfg = config.validate(raw, overrides)
     except config.ConfigError as err:
         message = str(err)
-        assert "\n" not in message and message.split(":")[0] in config.user_keys(overrides) | set(axes), \
-            (choice, message)
+        assert "\n" not in message and message.split(":")[0] in config.user_keys(overrides) | set(axes), (
+            choice,
+            message,
+        )
         refused.append((choice, message))
         return 0
     if registry.DATA_KINDS[cfg.data.name] == "image" and image_data_path(cfg.data.name) is None:
@@ -191,8 +214,10 @@ def check_combination(choice, raw, overrides, axes, trained, refused, missing) -
     real = load_data(OmegaConf.to_yaml(cfg.data), cfg.seed)
     assert real.dtype == np.float32 and len(real) == cfg.data.n and np.isfinite(real).all(), choice
     # mnist and fashion_mnist run the same code on data of one shape: one training for both.
-    key = (OmegaConf.to_yaml({**OmegaConf.to_container(cfg), "data": {**cfg.data, "name": "-", "path": "-"}}),
-           real.shape)
+    key = (
+        OmegaConf.to_yaml({**OmegaConf.to_container(cfg), "data": {**cfg.data, "name": "-", "path": "-"}}),
+        real.shape,
+    )
     if key not in trained:
         trained[key] = train_3_steps(cfg, real)
     losses, rates = trained[key]
@@ -228,8 +253,11 @@ def test_every_combination_of_choices_trains_or_is_refused_by_name():
                 for group in [*groups, "loss", "penalty"]:  # what a choice's file sets depends on that choice only
                     choice[group] = choice.get(group, tech.get(group))
                     key = (group, choice[group], specialization(group, choice))
-                    node = {k: v for k, v in OmegaConf.to_container(composed[group], resolve=True).items()
-                            if k in own_keys(group, choice[group]) and f"{group}.{k}" not in PAIRWISE}
+                    node = {
+                        k: v
+                        for k, v in OmegaConf.to_container(composed[group], resolve=True).items()
+                        if k in own_keys(group, choice[group]) and f"{group}.{k}" not in PAIRWISE
+                    }
                     assert nodes.setdefault(key, node) == node, (choice, group, node, nodes[key])
                     if "name" in composed[group]:
                         assert composed[group].name == alias_of(group, choice[group]), (choice, group)
@@ -243,14 +271,21 @@ def test_every_combination_of_choices_trains_or_is_refused_by_name():
                     ok = check_combination(choice, raw, overrides, axes, trained, refused, missing)
                     checked += ok
                     if ok:
-                        trained_pairs |= pairs({"model": alias_of("model", choice["model"]), **tech,
-                                                "trainer.update": choice["trainer.update"]})
+                        trained_pairs |= pairs(
+                            {
+                                "model": alias_of("model", choice["model"]),
+                                **tech,
+                                "trainer.update": choice["trainer.update"],
+                            }
+                        )
     finally:
         tf.config.run_functions_eagerly(False)
     wall = time.perf_counter() - started
-    print(f"\n{len(combos)} combinations ({' x '.join(f'{len(v)} {k}' for k, v in axes.items())}): "
-          f"{checked} trained ({len(trained)} distinct trainings), {len(refused)} refused, {wall:.1f} s "
-          f"({TIMES['train']:.1f} s of it training)")
+    print(
+        f"\n{len(combos)} combinations ({' x '.join(f'{len(v)} {k}' for k, v in axes.items())}): "
+        f"{checked} trained ({len(trained)} distinct trainings), {len(refused)} refused, {wall:.1f} s "
+        f"({TIMES['train']:.1f} s of it training)"
+    )
     # d_steps > 1 with the simultaneous update is refused by name, wherever the data fits.
     other = [(c, m) for c, m in refused if not m.startswith("data: ")]
     assert other and all(m.startswith("trainer.d_steps: 2 needs trainer.update=alternating") for _, m in other)
@@ -259,14 +294,17 @@ def test_every_combination_of_choices_trains_or_is_refused_by_name():
     # Every pair of technique values (and with model, trainer.update) trained at least once.
     if not missing:
         everything = {"model": sorted({k[0] for k in keys}), "trainer.update": list(config.UPDATES), **PAIRWISE}
-        wanted = set().union(*(pairs(dict(zip(everything, values))) for values in itertools.product(*everything.values())))
+        wanted = set().union(
+            *(pairs(dict(zip(everything, values))) for values in itertools.product(*everything.values()))
+        )
         wanted = {p for p in wanted if p != frozenset(REFUSED_PAIR)}
         assert wanted <= trained_pairs, sorted(map(sorted, wanted - trained_pairs))[:5]
         print(f"{len(wanted)} technique value pairs covered by {len(keys)} choices")
     # Refused exactly where the model needs another kind of data, and nowhere else.
     needs_other_data = {(c["model"], c["data"]) for c, _ in refused}
-    assert needs_other_data == {(m, d) for m in axes["model"] for d in axes["data"]
-                                if registry.MODELS[m].data_kind != registry.DATA_KINDS[d]}
+    assert needs_other_data == {
+        (m, d) for m in axes["model"] for d in axes["data"] if registry.MODELS[m].data_kind != registry.DATA_KINDS[d]
+    }
     assert {("gaussian1d", "mnist"), ("dcgan", "normal1d")} <= needs_other_data
     assert all(message.startswith("data: ") for _, message in refused)
     if missing:  # e.g. Fashion-MNIST: apt-get install dataset-fashion-mnist

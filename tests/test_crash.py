@@ -40,16 +40,28 @@ def harness(tmp_path_factory, classifier_cache):
 # `make crash` draws hundreds of points, named and at random times, from a seeded RNG.
 # (The first kill of a fresh run is at its step-30 plot, after the step-20 checkpoint; chunks and
 # timed flushes are counted in a resumed process: how many a fresh run makes depends on its speed.)
-PLANS = {"gaussian1d": [("at", "picture:1"), ("at", "trace:1"), ("at", "chunk:1"), ("at", "flush:1"),
-                        ("at", "weights:1"), ("at", "finish:1")],
-         "dcgan": [("at", "picture:3"), ("at", "model:1")]}  # its sample grids; the logged model
+PLANS = {
+    "gaussian1d": [
+        ("at", "picture:1"),
+        ("at", "trace:1"),
+        ("at", "chunk:1"),
+        ("at", "flush:1"),
+        ("at", "weights:1"),
+        ("at", "finish:1"),
+    ],
+    "dcgan": [("at", "picture:3"), ("at", "model:1")],
+}  # its sample grids; the logged model
 
 
 def test_kill9_at_every_phase_then_resume_equals_an_uninterrupted_run(harness):
     """Both models, killed at the points in PLANS one after another: the finished run equals the
     uninterrupted one (metrics, artifacts, grids, weights bit for bit, the logged model)."""
-    assert {phase.split(":")[0] for plan in PLANS.values() for _, phase in plan} | \
-        {"store", "startup", "ckpt_tmp", "eval"} == set(ch.FAULT_PHASES)
+    assert {phase.split(":")[0] for plan in PLANS.values() for _, phase in plan} | {
+        "store",
+        "startup",
+        "ckpt_tmp",
+        "eval",
+    } == set(ch.FAULT_PHASES)
     for model, plan in PLANS.items():
         outcome = harness.crash_run(model, None, len(plan), plan)
         assert outcome.held, (outcome.model, outcome.log, outcome.problems)
@@ -57,7 +69,9 @@ def test_kill9_at_every_phase_then_resume_equals_an_uninterrupted_run(harness):
         assert [code for _, _, code, _ in outcome.log] == [-signal.SIGKILL] * len(plan) + [0], outcome.log
         assert outcome.orphans == 0, outcome.log
     dcgan, _ = harness.reference("dcgan")  # what was compared includes a model and sample grids
-    assert dcgan.models == [("generator", "READY")] and {(k, s) for k, s, _ in dcgan.images} == {("samples", s) for s in (4, 8, 12)}
+    assert dcgan.models == [("generator", "READY")] and {(k, s) for k, s, _ in dcgan.images} == {
+        ("samples", s) for s in (4, 8, 12)
+    }
 
 
 def test_killed_before_its_first_checkpoint_resume_says_so_and_ends_it_killed(harness, tmp_path, client, store):
@@ -173,12 +187,20 @@ def test_a_kill_while_another_run_writes_the_same_store_loses_nothing_of_either(
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(tmp_path / "neighbour.log", "w") as out:
-        neighbour = subprocess.Popen([sys.executable, "-m", "gan_runner", *long_args, f"tracking.uri={store}"],
-                                     cwd=tmp_path, env=env, stdout=out, stderr=out)
+        neighbour = subprocess.Popen(
+            [sys.executable, "-m", "gan_runner", *long_args, f"tracking.uri={store}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
     deadline = time.monotonic() + 300
     while not (tmp_path / "mlflow.db").exists() or not any(
-            client.get_metric_history(r.info.run_id, "train/d_loss") for r in all_runs(client, "gaussian1d")):
-        assert neighbour.poll() is None and time.monotonic() < deadline, (tmp_path / "neighbour.log").read_text()[-2000:]
+        client.get_metric_history(r.info.run_id, "train/d_loss") for r in all_runs(client, "gaussian1d")
+    ):
+        assert neighbour.poll() is None and time.monotonic() < deadline, (tmp_path / "neighbour.log").read_text()[
+            -2000:
+        ]
         time.sleep(0.1)
     (first,) = all_runs(client, "gaussian1d")
     short = [*TINY, f"tracking.uri={store}"]
@@ -199,9 +221,19 @@ def ch_client(uri):
     return MlflowClient(tracking_uri=uri)
 
 
-SWEEP = ["-m", "hydra/launcher=parallel", "seed=0,1,2,3", "train_steps=600", "log_every=10", "eval_every=50",
-         "plot_every=100000", "sample_every=100000", "eval.n_fake=500", "checkpoint.every=50",
-         "tracking.flush_every_s=0.5"]
+SWEEP = [
+    "-m",
+    "hydra/launcher=parallel",
+    "seed=0,1,2,3",
+    "train_steps=600",
+    "log_every=10",
+    "eval_every=50",
+    "plot_every=100000",
+    "sample_every=100000",
+    "eval.n_fake=500",
+    "checkpoint.every=50",
+    "tracking.flush_every_s=0.5",
+]
 
 
 @pytest.mark.slow
@@ -211,16 +243,29 @@ def test_parallel_sweep_killed_midway_resumes_under_the_same_parent(tmp_path, st
     and runs the rest: 4 FINISHED children with complete histories, one parent."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    args = [sys.executable, "-m", "gan_runner", *SWEEP, f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    args = [
+        sys.executable,
+        "-m",
+        "gan_runner",
+        *SWEEP,
+        f"tracking.uri={store}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
     with open(tmp_path / "first.log", "w") as out:
         proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out, stderr=out, start_new_session=True)
 
     def midway() -> bool:
-        children = [r for r in all_runs(client, "gaussian1d") if "mlflow.parentRunId" in r.data.tags] \
-            if (tmp_path / "mlflow.db").exists() else []
+        children = (
+            [r for r in all_runs(client, "gaussian1d") if "mlflow.parentRunId" in r.data.tags]
+            if (tmp_path / "mlflow.db").exists()
+            else []
+        )
         done = [r for r in children if r.info.status == "FINISHED"]
-        going = [r for r in children if r.info.status == "RUNNING"
-                 and checkpoint.checkpoints(tmp_path / "checkpoints" / r.info.run_id)]
+        going = [
+            r
+            for r in children
+            if r.info.status == "RUNNING" and checkpoint.checkpoints(tmp_path / "checkpoints" / r.info.run_id)
+        ]
         return bool(done and going)
 
     deadline = time.monotonic() + 400
@@ -234,8 +279,14 @@ def test_parallel_sweep_killed_midway_resumes_under_the_same_parent(tmp_path, st
     runs = all_runs(client, "gaussian1d")
     assert sum(r.info.status == "FINISHED" for r in runs) < 4
 
-    resumed = subprocess.run([*args[:-1], f"hydra.sweep.dir={tmp_path / 'sweep2'}", "sweep.resume=last"], cwd=tmp_path,
-                             env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*args[:-1], f"hydra.sweep.dir={tmp_path / 'sweep2'}", "sweep.resume=last"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     runs = all_runs(client, "gaussian1d")
     (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]

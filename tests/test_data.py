@@ -97,7 +97,11 @@ BAD_FILES = {
     "truncated gzip": ("train-images-idx3-ubyte.gz", _truncated_gzip, "corrupt or truncated gzip"),
     "damaged gzip": ("train-images-idx3-ubyte.gz", _flipped_gzip, "corrupt or truncated gzip"),
     "not gzip": ("x.gz", lambda t: idx_bytes(some_images()), "not a gzip file"),
-    "label file": ("x-idx1-ubyte.gz", lambda t: gzip.compress(struct.pack(">II", 0x801, 3) + b"\x01\x02\x03"), "holds labels"),
+    "label file": (
+        "x-idx1-ubyte.gz",
+        lambda t: gzip.compress(struct.pack(">II", 0x801, 3) + b"\x01\x02\x03"),
+        "holds labels",
+    ),
     "wrong magic": ("x.gz", lambda t: gzip.compress(idx_bytes(some_images(), magic=0x0D03)), "magic number 0x00000d03"),
     "32x32": ("x.gz", lambda t: gzip.compress(idx_bytes(some_images(hw=(32, 32)))), "images are 32x32, expected 28x28"),
     "short pixels": ("x", lambda t: idx_bytes(some_images())[:-100], "truncated or padded IDX"),

@@ -23,8 +23,7 @@ from conftest import MNIST, all_runs, compose_cfg, metric_history, run_cli
 needs_mnist = pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no MNIST in {MNIST}")
 
 # Narrow nets, small batch and data: the seed's structure at a fraction of the cost.
-TINY = ["batch.size=16", "data.n=512", "eval.n_fake=64",
-        "model.g_filters=[16,8,8,1]", "model.d_filters=[8,8,16,16]"]
+TINY = ["batch.size=16", "data.n=512", "eval.n_fake=64", "model.g_filters=[16,8,8,1]", "model.d_filters=[8,8,16,16]"]
 GRID_ROWS = GRID_COLS = 4  # the default sample grid: 4 x 4 digits of 28 x 28
 
 
@@ -42,8 +41,11 @@ def cli_run(tmp_path_factory):
         pytest.skip(f"no MNIST in {MNIST}")
     tmp = tmp_path_factory.mktemp("dcgan_cli")
     store = f"sqlite:///{tmp / 'mlflow.db'}"
-    result = run_cli(["model=dcgan", "train_steps=100", f"data.path={MNIST}", f"tracking.uri={store}", *TINY], cwd=tmp,
-                     env={"TF_ENABLE_ONEDNN_OPTS": ""})  # unset: the model's default (trainer.onednn=true) decides
+    result = run_cli(
+        ["model=dcgan", "train_steps=100", f"data.path={MNIST}", f"tracking.uri={store}", *TINY],
+        cwd=tmp,
+        env={"TF_ENABLE_ONEDNN_OPTS": ""},
+    )  # unset: the model's default (trainer.onednn=true) decides
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(tracking_uri=store)
     (run,) = all_runs(client, "dcgan")
@@ -90,14 +92,16 @@ def test_cli_run_logs_the_sample_grid_as_png(cli_run, tmp_path):
     pixels = np.asarray(image)
     # 4 x 4 tiles of 28 x 28 with a 2-pixel black border: 4 * 30 + 2 = 122 pixels each way
     assert image.size == (GRID_COLS * 30 + 2, GRID_ROWS * 30 + 2)
-    tiles = [pixels[2 + 30 * r:30 * (r + 1), 2 + 30 * c:30 * (c + 1)] for r in range(GRID_ROWS) for c in range(GRID_COLS)]
+    tiles = [
+        pixels[2 + 30 * r : 30 * (r + 1), 2 + 30 * c : 30 * (c + 1)] for r in range(GRID_ROWS) for c in range(GRID_COLS)
+    ]
     assert all(t.shape == (28, 28) for t in tiles)
     assert len({t.tobytes() for t in tiles}) == 16  # 16 different digits, not one tile repeated
     assert all(t.std() > 0 for t in tiles)
     border = pixels.copy()
     for r in range(GRID_ROWS):
         for c in range(GRID_COLS):
-            border[2 + 30 * r:30 * (r + 1), 2 + 30 * c:30 * (c + 1)] = 0
+            border[2 + 30 * r : 30 * (r + 1), 2 + 30 * c : 30 * (c + 1)] = 0
     assert not border.any()
     # the tiles are the final generator's output for the run's fixed 16 noise vectors
     from gan_runner import plots
@@ -127,7 +131,7 @@ def test_cli_run_weights_load_and_match_the_logged_keras_model(cli_run, tmp_path
     generator.load_weights(folder / "generator.weights.h5")
     discriminator.load_weights(folder / "discriminator.weights.h5")
     # both nets as the run's final checkpoint holds them (beside the store: checkpoints/<run id>/)
-    final = checkpoint.read(Path(store[len("sqlite:///"):]).parent / "checkpoints" / rid / "ckpt-000000100.npz")
+    final = checkpoint.read(Path(store[len("sqlite:///") :]).parent / "checkpoints" / rid / "ckpt-000000100.npz")
     for name, net in (("generator", generator), ("discriminator", discriminator)):
         weights = net.get_weights()
         assert len(weights) == len([k for k in final.arrays if k.startswith(f"{name}.")]), name
@@ -162,17 +166,28 @@ def test_continue_from_a_run_id_starts_from_its_weights(cli_run, tmp_path):
 
     run, client, store, _ = cli_run
     old_id = run.info.run_id
-    extra = [f"tracking.uri={store}", f"weights.load={old_id}", "train_steps=2", "log_every=1",
-             "optimizer.d.learning_rate=1e-20", "optimizer.g.learning_rate=1e-20", "tracking.log_model=false"]
+    extra = [
+        f"tracking.uri={store}",
+        f"weights.load={old_id}",
+        "train_steps=2",
+        "log_every=1",
+        "optimizer.d.learning_rate=1e-20",
+        "optimizer.g.learning_rate=1e-20",
+        "tracking.log_model=false",
+    ]
     train.run(_tiny_cfg(extra), extra)
     (new,) = [r for r in all_runs(client, "dcgan") if "weights.load" in r.data.tags]
     assert new.info.status == "FINISHED" and new.data.tags["weights.load"] == old_id
     cfg = _tiny_cfg()
-    for name, build in (("generator", lambda: dcgan.build_generator(cfg.model)),
-                        ("discriminator", lambda: dcgan.build_discriminator(cfg.model, (28, 28, 1)))):
+    for name, build in (
+        ("generator", lambda: dcgan.build_generator(cfg.model)),
+        ("discriminator", lambda: dcgan.build_discriminator(cfg.model, (28, 28, 1))),
+    ):
         before, after = build(), build()
         before.load_weights(client.download_artifacts(old_id, f"weights/{name}.weights.h5", str(tmp_path / "old")))
-        after.load_weights(client.download_artifacts(new.info.run_id, f"weights/{name}.weights.h5", str(tmp_path / "new")))
+        after.load_weights(
+            client.download_artifacts(new.info.run_id, f"weights/{name}.weights.h5", str(tmp_path / "new"))
+        )
         for a, b in zip(before.trainable_weights, after.trainable_weights):
             np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), atol=1e-12)
 
@@ -191,9 +206,20 @@ def test_fd_falls_over_a_short_run():
     from gan_runner import data, tracking, train
     from gan_runner.models import dcgan
 
-    cfg = _tiny_cfg(["tracking=none", "train_steps=100", "eval_every=100", "sample_every=100", "plot_every=100",
-                     "eval.n_fake=200", "optimizer=adam", "optimizer.d.learning_rate=2e-3",
-                     "optimizer.g.learning_rate=2e-3", "tracking.log_model=false"])
+    cfg = _tiny_cfg(
+        [
+            "tracking=none",
+            "train_steps=100",
+            "eval_every=100",
+            "sample_every=100",
+            "plot_every=100",
+            "eval.n_fake=200",
+            "optimizer=adam",
+            "optimizer.d.learning_rate=2e-3",
+            "optimizer.g.learning_rate=2e-3",
+            "tracking.log_model=false",
+        ]
+    )
     real = data.load(cfg.data, cfg.seed)
     trainer = train.Trainer(cfg, real, tracking.NullTracker())
     before = dcgan.evaluate(trainer.generate, real, cfg, 0)
@@ -208,9 +234,18 @@ def test_the_same_run_in_a_fresh_process_with_onednn_on_logs_identical_metrics(c
     the fixture's command again in a fresh process, every metric identical, and the same weights."""
     run, client, _, _ = cli_run
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_cli(["model=dcgan", "train_steps=100", f"data.path={MNIST}", f"tracking.uri={store}", *TINY,
-                      "tracking.log_model=false"],  # logged after the last metric: saves time, changes no number
-                     cwd=tmp_path, env={"TF_ENABLE_ONEDNN_OPTS": ""})
+    result = run_cli(
+        [
+            "model=dcgan",
+            "train_steps=100",
+            f"data.path={MNIST}",
+            f"tracking.uri={store}",
+            *TINY,
+            "tracking.log_model=false",
+        ],  # logged after the last metric: saves time, changes no number
+        cwd=tmp_path,
+        env={"TF_ENABLE_ONEDNN_OPTS": ""},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     from mlflow.tracking import MlflowClient
 
@@ -218,7 +253,9 @@ def test_the_same_run_in_a_fresh_process_with_onednn_on_logs_identical_metrics(c
     (other,) = all_runs(other_client, "dcgan")
     assert other.data.tags["tf.onednn"] == run.data.tags["tf.onednn"] == "on"
     # all but timings and whether the digit classifier came from the cache (the second run's did)
-    keys = sorted(k for k in run.data.metrics if not (k.startswith("perf/") or k.endswith("_s") or k == "classifier/cached"))
+    keys = sorted(
+        k for k in run.data.metrics if not (k.startswith("perf/") or k.endswith("_s") or k == "classifier/cached")
+    )
     assert {"train/d_loss", "eval/fd", "eval/mnist_score"} <= set(keys)
     assert sorted(k for k in other.data.metrics if k in run.data.metrics) == sorted(other.data.metrics)
     for key in keys:
@@ -264,8 +301,16 @@ def test_nan_samples_with_finite_losses_are_a_divergence_and_max_mode_penalty_is
     discriminator.save_weights(folder / "discriminator.weights.h5")
     keras.backend.clear_session()
 
-    args = [f"tracking.uri={store}", f"weights.load={folder}", "train_steps=4", "log_every=1", "eval_every=2",
-            "sample_every=100", "plot_every=100", "tracking.log_model=false"]
+    args = [
+        f"tracking.uri={store}",
+        f"weights.load={folder}",
+        "train_steps=4",
+        "log_every=1",
+        "eval_every=2",
+        "sample_every=100",
+        "plot_every=100",
+        "tracking.log_model=false",
+    ]
     with pytest.raises(train.Diverged, match="diverged at step 2: the generated samples is not finite"):
         train.run(_tiny_cfg(args), args)
     (run,) = all_runs(client, "dcgan")
@@ -273,8 +318,14 @@ def test_nan_samples_with_finite_losses_are_a_divergence_and_max_mode_penalty_is
     assert [s for s, _ in metric_history(client, run.info.run_id, "train/d_loss")] == [1, 2]  # finite losses
     assert "eval/fd" not in run.data.metrics
 
-    penalty = [*args[1:], "tracking=none", "on_divergence=penalty", "sweep.penalty=123",
-               "objective=eval/mnist_score", "objective_mode=max"]
+    penalty = [
+        *args[1:],
+        "tracking=none",
+        "on_divergence=penalty",
+        "sweep.penalty=123",
+        "objective=eval/mnist_score",
+        "objective_mode=max",
+    ]
     assert train.run(_tiny_cfg(penalty), penalty) == -123.0  # (min mode, +123: tests/test_signals.py)
 
 
@@ -387,8 +438,14 @@ def test_fashion_mnist_trains_the_same_way(cli_run):
     from gan_runner import train
 
     _, client, store, _ = cli_run  # a store that exists already (a new one costs seconds)
-    extra = ["data=fashion_mnist", "data.n=256", "train_steps=3", "log_every=1", f"tracking.uri={store}",
-             "tracking.log_model=false"]
+    extra = [
+        "data=fashion_mnist",
+        "data.n=256",
+        "train_steps=3",
+        "log_every=1",
+        f"tracking.uri={store}",
+        "tracking.log_model=false",
+    ]
     value = train.run(compose_cfg(["model=dcgan", *[o for o in TINY if not o.startswith("data.n=")], *extra]), extra)
     (run,) = [r for r in all_runs(client, "dcgan") if r.data.tags["data"] == "fashion_mnist"]
     assert run.info.status == "FINISHED" and run.data.params["data.path"] == "None"
@@ -418,8 +475,10 @@ def _bad_data_cases(tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
         "wrong magic": ([f"data.path={folders['magic'] / 'digits.gz'}"], ["magic number 0x00000d03"]),
         "wrong shape": ([f"data.path={folders['shape'] / 'digits.gz'}"], ["images are 32x32, expected 28x28"]),
         # No data.path, empty Keras homes, no download: every place looked is named.
-        "nothing offline": (["data.download=false"], [str(folders["home"] / "keras" / "datasets"),
-                                                      str(folders["home"] / ".keras" / "datasets"), "data.path="]),
+        "nothing offline": (
+            ["data.download=false"],
+            [str(folders["home"] / "keras" / "datasets"), str(folders["home"] / ".keras" / "datasets"), "data.path="],
+        ),
     }
 
 

@@ -21,8 +21,15 @@ from pathlib import Path
 
 import pytest
 
-TINY = ["train_steps=20", "log_every=1", "eval_every=10", "sample_every=20", "eval.n_fake=500",
-        "checkpoint.every=10", "tracking.experiment=dist"]
+TINY = [
+    "train_steps=20",
+    "log_every=1",
+    "eval_every=10",
+    "sample_every=20",
+    "eval.n_fake=500",
+    "checkpoint.every=10",
+    "tracking.experiment=dist",
+]
 LOSSES = ("train/d_loss", "train/g_loss")
 TECH_KEYS = (*LOSSES, "train/d_penalty", "eval/kl_target")
 TECHNIQUES = ["loss=wasserstein", "penalty=gp", "trainer.d_steps=2", "ema.decay=0.9", "model.d_spectral_norm=true"]
@@ -47,20 +54,30 @@ def scenarios(tmp: Path) -> dict:
     def run(name: str, *extra: str) -> dict:
         overrides = [f"tracking.uri={store}", f"tracking.run_name={name}", *TINY, *extra]
         train.run(compose_cfg(overrides), overrides)
-        (found,) = client.search_runs([client.get_experiment_by_name("dist").experiment_id],
-                                      filter_string=f"attributes.run_name = '{name}'")
-        return {"run_id": found.info.run_id, "status": found.info.status,
-                **{k: metric_history(client, found.info.run_id, k) for k in TECH_KEYS if k in found.data.metrics}}
+        (found,) = client.search_runs(
+            [client.get_experiment_by_name("dist").experiment_id], filter_string=f"attributes.run_name = '{name}'"
+        )
+        return {
+            "run_id": found.info.run_id,
+            "status": found.info.status,
+            **{k: metric_history(client, found.info.run_id, k) for k in TECH_KEYS if k in found.data.metrics},
+        }
 
     with distribute.scope("mirrored") as strategy:
         replicas = strategy.num_replicas_in_sync
         step_class = distribute.step_class().__name__
-    out = {"replicas": replicas, "step_class": step_class,
-           "default": run("default"), "mirrored": run("mirrored", "trainer.strategy=mirrored")}
+    out = {
+        "replicas": replicas,
+        "step_class": step_class,
+        "default": run("default"),
+        "mirrored": run("mirrored", "trainer.strategy=mirrored"),
+    }
     # The GAN techniques under mirrored: each replica's share of the penalty, the extra D
     # updates' draws made once in cross-replica context, the EMA updated there, SN's u per replica.
-    out["techniques"] = {name: run(f"tech_{name}", f"trainer.strategy={strategy}", *TECHNIQUES)
-                         for name, strategy in (("default", "default"), ("mirrored", "mirrored"))}
+    out["techniques"] = {
+        name: run(f"tech_{name}", f"trainer.strategy={strategy}", *TECHNIQUES)
+        for name, strategy in (("default", "default"), ("mirrored", "mirrored"))
+    }
     # Stop at step 10 (train_steps is allowed to change on resume), then resume to 20.
     half = run("half", "trainer.strategy=mirrored", "train_steps=10")
     try:  # the other strategy, asked for on the command line: refused before anything runs
@@ -77,8 +94,9 @@ def result(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("distribute")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, __file__, str(tmp)], cwd=tmp, capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, __file__, str(tmp)], cwd=tmp, capture_output=True, text=True, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -33,8 +33,15 @@ def _moved(before, after):
     return any(not np.array_equal(a, b) for a, b in zip(before, after))
 
 
-DCGAN_TINY = ["model=dcgan", f"data.path={MNIST}", "data.n=64", "batch.size=16", "eval.n_fake=64",
-              "model.g_filters=[16,8,8,1]", "model.d_filters=[8,8,16,16]"]
+DCGAN_TINY = [
+    "model=dcgan",
+    f"data.path={MNIST}",
+    "data.n=64",
+    "batch.size=16",
+    "eval.n_fake=64",
+    "model.g_filters=[16,8,8,1]",
+    "model.d_filters=[8,8,16,16]",
+]
 
 
 @pytest.mark.parametrize("model", ["gaussian1d", "dcgan"])
@@ -113,13 +120,17 @@ def _d_loss(name, logits, n_real, b, a):
     if name in ("ns", "minimax"):
         return _bce(logits, np.concatenate([np.full(r.shape, b), np.full(f.shape, a)]))
     if name == "hinge":
-        return (np.mean(np.maximum(1 - r, 0)) + np.mean(np.maximum(1 + f, 0)),
-                np.concatenate([-1.0 * (1 - r > 0) / r.size, 1.0 * (1 + f > 0) / f.size]))
+        return (
+            np.mean(np.maximum(1 - r, 0)) + np.mean(np.maximum(1 + f, 0)),
+            np.concatenate([-1.0 * (1 - r > 0) / r.size, 1.0 * (1 + f > 0) / f.size]),
+        )
     if name == "wasserstein":
         return np.mean(f) - np.mean(r), np.concatenate([np.full(r.shape, -1 / r.size), np.full(f.shape, 1 / f.size)])
     assert name == "lsgan"
-    return (0.5 * np.mean((r - b) ** 2) + 0.5 * np.mean((f - a) ** 2),
-            np.concatenate([(r - b) / r.size, (f - a) / f.size]))
+    return (
+        0.5 * np.mean((r - b) ** 2) + 0.5 * np.mean((f - a) ** 2),
+        np.concatenate([(r - b) / r.size, (f - a) / f.size]),
+    )
 
 
 def _g_loss(name, f, b, a):
@@ -153,7 +164,7 @@ def _numpy_step(cfg, real, noise, g_noise, g_w, d_w):
     both = np.concatenate([real, fake])
     logits = _mlp(both, d_w)
     d_loss, d_dlogits = _d_loss(cfg.loss.name, logits, len(real), real_t, fake_t)
-    d_acc = np.mean(np.concatenate([logits[:len(real)] > 0, logits[len(real):] <= 0]))
+    d_acc = np.mean(np.concatenate([logits[: len(real)] > 0, logits[len(real) :] <= 0]))
     d_new = _first_update(d_w, _mlp_grads(both, d_w, d_dlogits)[0], cfg, "d")
     judge = d_w if cfg.trainer["update"] == "simultaneous" else d_new  # .update is a dict method
     g_fake = _mlp(g_noise, g_w)
@@ -166,8 +177,12 @@ def _numpy_step(cfg, real, noise, g_noise, g_w, d_w):
 
 STEP_CASES = {
     "seed": [],  # sequential batches of 333, G reuses D's noise, labels 0.9 / 0.1, RMSprop
-    "random batches, fresh G noise, rho 0.5": ["batch.order=random", "batch.size=64", "batch.reuse_noise=false",
-                                                "optimizer.params.rho=0.5"],
+    "random batches, fresh G noise, rho 0.5": [
+        "batch.order=random",
+        "batch.size=64",
+        "batch.reuse_noise=false",
+        "optimizer.params.rho=0.5",
+    ],
     "simultaneous, sgd": ["trainer.update=simultaneous", "optimizer=sgd", "labels.real=0.8", "labels.fake=0.05"],
     # the loss group (models/losses.py); the 1-D model's labels 0.9 / 0.1 reach lsgan and minimax
     "minimax": ["loss=minimax"],
@@ -214,11 +229,14 @@ def test_one_step_matches_a_numpy_recomputation(overrides):
 # ---- optimizers and schedules from config, as Keras builds them ---------------------------------
 
 
-@pytest.mark.parametrize("name,overrides,keras_class", [
-    ("adam", [], "Adam"),  # beta_1 0.5 from conf/optimizer/adam.yaml (Keras' default: 0.9)
-    ("rmsprop", ["optimizer.params.rho=0.5", "optimizer.params.momentum=0.3"], "RMSprop"),
-    ("sgd", ["optimizer.params.momentum=0.7", "optimizer.params.nesterov=true"], "SGD"),
-])
+@pytest.mark.parametrize(
+    "name,overrides,keras_class",
+    [
+        ("adam", [], "Adam"),  # beta_1 0.5 from conf/optimizer/adam.yaml (Keras' default: 0.9)
+        ("rmsprop", ["optimizer.params.rho=0.5", "optimizer.params.momentum=0.3"], "RMSprop"),
+        ("sgd", ["optimizer.params.momentum=0.7", "optimizer.params.nesterov=true"], "SGD"),
+    ],
+)
 def test_optimizer_params_reach_the_keras_optimizers(name, overrides, keras_class):
     trainer = _trainer([f"optimizer={name}", *overrides])
     params = trainer.cfg.optimizer.params

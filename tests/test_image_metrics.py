@@ -83,17 +83,21 @@ def test_fewer_samples_than_dimensions_give_a_finite_fd():
     few, other = rng.normal(size=(4, 10)), rng.normal(size=(5, 10))  # covariances of rank 3 and 4 in 10-D
     got = im.frechet_distance_features(few, other)
     s1, s2 = np.cov(few, rowvar=False), np.cov(other, rowvar=False)
-    exact = float(np.sum((few.mean(0) - other.mean(0)) ** 2) + np.trace(s1) + np.trace(s2)
-                  - 2 * im._trace_sqrt_symmetric(s1, s2))
+    exact = float(
+        np.sum((few.mean(0) - other.mean(0)) ** 2) + np.trace(s1) + np.trace(s2) - 2 * im._trace_sqrt_symmetric(s1, s2)
+    )
     assert math.isfinite(got) and got >= 0 and got == pytest.approx(exact, rel=1e-3)
     assert im.frechet_distance_features(few, few) == pytest.approx(0.0, abs=1e-3)
 
 
-@pytest.mark.parametrize(("features", "words"), [
-    (np.array([[0.0, np.nan], [1.0, 2.0]]), "1 of 2 rows hold NaN or inf"),
-    (np.ones((1, 3)), "at least 2 samples"),
-    (np.ones(5), "2-D array"),
-])
+@pytest.mark.parametrize(
+    ("features", "words"),
+    [
+        (np.array([[0.0, np.nan], [1.0, 2.0]]), "1 of 2 rows hold NaN or inf"),
+        (np.ones((1, 3)), "at least 2 samples"),
+        (np.ones(5), "2-D array"),
+    ],
+)
 def test_bad_features_raise_one_clear_line(features, words):
     with pytest.raises(ValueError, match=words):
         im.gaussian_stats(features)
@@ -189,7 +193,9 @@ def test_prdc_by_hand_with_k_1():
     1 (9 < 9.4), 3 (7 < 9.4) -> recall 2/3. Reals whose ball holds a fake: 0, 1 (not 3: 2.4 > 2)
     -> coverage 2/3."""
     got = im.prdc([[0.0], [1.0], [3.0]], [[0.5], [0.6], [10.0]], k=1)
-    assert got == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "density": 4 / 3, "coverage_nn": 2 / 3}, abs=1e-12)
+    assert got == pytest.approx(
+        {"precision": 2 / 3, "recall": 2 / 3, "density": 4 / 3, "coverage_nn": 2 / 3}, abs=1e-12
+    )
 
 
 def test_prdc_of_identical_sets_and_of_a_far_cloud():
@@ -201,12 +207,15 @@ def test_prdc_of_identical_sets_and_of_a_far_cloud():
     assert im.prdc(x, far) == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage_nn": 0.0}
 
 
-@pytest.mark.parametrize(("call", "words"), [
-    (lambda: im.prdc(np.zeros((5, 2)), np.zeros((5, 3))), "differ in width: 2 vs 3"),
-    (lambda: im.prdc(np.zeros((5, 2)), np.zeros((5, 2)), k=5), r"k must be in 1..4"),
-    (lambda: im.kernel_distance(np.zeros((3, 2)), np.zeros((9, 2))), "at least 4 real and 4 fake"),
-    (lambda: im.feature_scores(np.zeros((5, 10)), np.zeros((5, 10)), ["fid"]), "unknown metric.*fid; allowed: fd"),
-])
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda: im.prdc(np.zeros((5, 2)), np.zeros((5, 3))), "differ in width: 2 vs 3"),
+        (lambda: im.prdc(np.zeros((5, 2)), np.zeros((5, 2)), k=5), r"k must be in 1..4"),
+        (lambda: im.kernel_distance(np.zeros((3, 2)), np.zeros((9, 2))), "at least 4 real and 4 fake"),
+        (lambda: im.feature_scores(np.zeros((5, 10)), np.zeros((5, 10)), ["fid"]), "unknown metric.*fid; allowed: fd"),
+    ],
+)
 def test_bad_kid_prdc_input_raises_one_clear_line(call, words):
     with pytest.raises(ValueError, match=words):
         call()

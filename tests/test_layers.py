@@ -18,10 +18,23 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gan_runner"
 LAYERS: list[list[str]] = [
     ["gan_runner", "gan_runner.errors"],
     ["gan_runner.models.losses", "gan_runner.models.ema", "gan_runner.models.spectral"],
-    ["gan_runner.faults", "gan_runner.seeds", "gan_runner.stopping",
-     "gan_runner.progress", "gan_runner.plots", "gan_runner.optim", "gan_runner.config.schema",
-     "gan_runner.metrics.image", "gan_runner.metrics.univariate", "gan_runner.data.images", "gan_runner.models.gan",
-     "gan_runner.bench.common", "gan_runner.metrics", "gan_runner.models", "gan_runner.bench"],
+    [
+        "gan_runner.faults",
+        "gan_runner.seeds",
+        "gan_runner.stopping",
+        "gan_runner.progress",
+        "gan_runner.plots",
+        "gan_runner.optim",
+        "gan_runner.config.schema",
+        "gan_runner.metrics.image",
+        "gan_runner.metrics.univariate",
+        "gan_runner.data.images",
+        "gan_runner.models.gan",
+        "gan_runner.bench.common",
+        "gan_runner.metrics",
+        "gan_runner.models",
+        "gan_runner.bench",
+    ],
     ["gan_runner.registry", "gan_runner.data.datasets", "gan_runner.store"],
     ["gan_runner.data", "gan_runner.config.checks", "gan_runner.distribute"],
     ["gan_runner.config", "gan_runner.metrics.classifier"],
@@ -31,8 +44,13 @@ LAYERS: list[list[str]] = [
     ["gan_runner.train"],
     ["gan_runner.evaluate", "gan_runner.compare", "gan_runner.ui"],
     ["gan_runner.sample", "gan_runner.__main__"],
-    ["gan_runner.bench.gaussian1d", "gan_runner.bench.sweep", "gan_runner.bench.dcgan", "gan_runner.bench.quality",
-     "gan_runner.bench.techniques"],
+    [
+        "gan_runner.bench.gaussian1d",
+        "gan_runner.bench.sweep",
+        "gan_runner.bench.dcgan",
+        "gan_runner.bench.quality",
+        "gan_runner.bench.techniques",
+    ],
     ["gan_runner.bench.__main__"],
 ]
 
@@ -126,9 +144,12 @@ def test_no_import_loops():
 
 
 def test_imports_only_go_down():
-    upward = [f"{name} (layer {layer_of(name)}) imports {target} (layer {layer_of(target)})"
-              for name, targets in sorted(graph().items()) for target in sorted(targets)
-              if layer_of(target) >= layer_of(name) and not name.startswith(f"{target}.")]
+    upward = [
+        f"{name} (layer {layer_of(name)}) imports {target} (layer {layer_of(target)})"
+        for name, targets in sorted(graph().items())
+        for target in sorted(targets)
+        if layer_of(target) >= layer_of(name) and not name.startswith(f"{target}.")
+    ]
     assert not upward, "\n".join(upward)
 
 

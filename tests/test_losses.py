@@ -31,9 +31,9 @@ CASES = [
     # lsgan with labels 0.9 / 0.1: 0.5 mean((r - 0.9)^2) + 0.5 mean((f - 0.1)^2)
     ("lsgan_d", (R, F, 0.9, 0.1), 0.5 * (1.21 + 3.61 + 0.16) / 3 + 0.5 * (9.61 + 0.81 + 0.01) / 3),
     # ns G (b=1): mean(softplus(-f)) = mean(log(1 + e^3), log(1 + e^-1), log 2)
-    ("ns_g", (F,), np.mean([np.log1p(np.e ** 3), np.log1p(np.e ** -1), np.log(2)])),
+    ("ns_g", (F,), np.mean([np.log1p(np.e**3), np.log1p(np.e**-1), np.log(2)])),
     # minimax G (a=0): -mean(softplus(f)) = mean(log(1 - sigma(f)))
-    ("minimax_g", (F,), -np.mean([np.log1p(np.e ** -3), np.log1p(np.e), np.log(2)])),
+    ("minimax_g", (F,), -np.mean([np.log1p(np.e**-3), np.log1p(np.e), np.log(2)])),
     # ns / minimax D with the seed's smoothing 0.9 / 0.1: one mean over the 6 rows
     ("bce_d", (R, F, 0.9, 0.1), np.mean(np.concatenate([bce(R, 0.9), bce(F, 0.1)]))),
 ]

@@ -51,15 +51,13 @@ def postgres():
     data, port = folder / "data", ui.free_port()
 
     def pg(*args: str) -> None:
-        proc = subprocess.run([*_as_postgres(), *args], cwd=folder, capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run([*_as_postgres(), *args], cwd=folder, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-2000:])
 
     started = time.monotonic()
     pg(str(bin_dir / "initdb"), "-D", str(data), "-U", "gan", "-A", "trust", "--no-sync")
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off"
-    pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-o", options, "-w",
-       "start")
+    pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-o", options, "-w", "start")
     print(f"postgres {bin_dir.parent.name}: initdb + start {time.monotonic() - started:.1f} s")
     url = f"postgresql://gan@127.0.0.1:{port}"
 
@@ -71,8 +69,12 @@ def postgres():
     try:
         yield SimpleNamespace(url=url, createdb=createdb)
     finally:
-        subprocess.run([*_as_postgres(), str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w",
-                        "stop"], cwd=folder, capture_output=True, timeout=120)
+        subprocess.run(
+            [*_as_postgres(), str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            cwd=folder,
+            capture_output=True,
+            timeout=120,
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -83,14 +85,27 @@ def server(postgres, tmp_path_factory):
     artifacts = tmp_path_factory.mktemp("served_artifacts")
     port = ui.free_port()
     database = postgres.createdb("mlflow")
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", database,
-               "--artifacts-destination", str(artifacts), "--serve-artifacts",
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        database,
+        "--artifacts-destination",
+        str(artifacts),
+        "--serve-artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     log = tmp_path_factory.mktemp("server_log") / "server.log"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         started = time.monotonic()
@@ -113,16 +128,27 @@ def test_a_parallel_sweep_logs_into_a_postgres_backed_server(server, tmp_path):
     from mlflow.tracking import MlflowClient
 
     started = time.monotonic()
-    proc = run_cli(["-m", "hydra/launcher=parallel", f"tracking.uri={server.url}",
-                    f"hydra.sweep.dir={tmp_path / 'multirun'}", *SWEEP_1D, "seed=1,2,3,4"],
-                   cwd=tmp_path, timeout=600)
+    proc = run_cli(
+        [
+            "-m",
+            "hydra/launcher=parallel",
+            f"tracking.uri={server.url}",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+            *SWEEP_1D,
+            "seed=1,2,3,4",
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     print(f"4-job parallel sweep into the server: {time.monotonic() - started:.1f} s")
     client = MlflowClient(tracking_uri=server.url)
     runs = _runs(client)
     (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
-    children = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
-                      key=lambda r: int(r.data.params["seed"]))
+    children = sorted(
+        (r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
+        key=lambda r: int(r.data.params["seed"]),
+    )
     assert [r.data.params["seed"] for r in children] == ["1", "2", "3", "4"]
     assert {r.info.status for r in runs} == {"FINISHED"}  # nothing left RUNNING
     assert len(runs) == 5 and parent.data.tags["sweep.launcher"] == "JoblibLauncher"

@@ -46,7 +46,7 @@ def screen(output: str) -> list[str]:
             while row >= len(lines):
                 lines.append("")
             line = lines[row].ljust(col)
-            lines[row] = line[:col] + char + line[col + 1:]
+            lines[row] = line[:col] + char + line[col + 1 :]
             col += 1
         while row >= len(lines):
             lines.append("")
@@ -77,6 +77,8 @@ def test_log_lines_print_above_the_bar_once_and_leave_no_stale_bar():
         root.setLevel(level)
     assert handler.stream is terminal  # given back
     shown = screen(terminal.getvalue())
-    assert [ln for ln in shown if "checkpoint" in ln] == [f"[gan_runner.train] checkpoint {s}" for s in (100, 200, 300)], shown
+    assert [ln for ln in shown if "checkpoint" in ln] == [
+        f"[gan_runner.train] checkpoint {s}" for s in (100, 200, 300)
+    ], shown
     bars = [ln for ln in shown if ln.startswith("train")]
     assert len(bars) == 1 and "300/300" in bars[0] and shown[-1] == bars[0], shown

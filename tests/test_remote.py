@@ -34,10 +34,29 @@ def server(tmp_path):
     port, artifacts, db = free_port(), tmp_path / "server-artifacts", tmp_path / "server.db"
     log = open(tmp_path / "server.log", "w")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1", "--backend-store-uri", f"sqlite:///{db}",
-                             "--artifacts-destination", str(artifacts)],
-                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{db}",
+            "--artifacts-destination",
+            str(artifacts),
+        ],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -108,5 +127,7 @@ def test_file_store_runs_when_mlflow_is_told_to_allow_it(tmp_path, monkeypatch):
         train.run(compose_cfg(overrides), overrides)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     train.run(compose_cfg(overrides), overrides)
-    (run,) = MlflowClient(tracking_uri=uri).search_runs([MlflowClient(tracking_uri=uri).get_experiment_by_name("gaussian1d").experiment_id])
+    (run,) = MlflowClient(tracking_uri=uri).search_runs(
+        [MlflowClient(tracking_uri=uri).get_experiment_by_name("gaussian1d").experiment_id]
+    )
     assert run.info.status == "FINISHED" and "train/d_loss" in run.data.metrics

@@ -26,12 +26,38 @@ from gan_runner.store import resolve
 # (overrides, N): cadences divide N, so the N-step run's final logs fall where the 2N run logs too.
 # dcgan's digit classifier (eval/fd etc.) trains briefly, once per process, into {cache}.
 MODELS = {
-    "gaussian1d": (["model=gaussian1d", "log_every=10", "eval_every=20", "plot_every=40", "eval.n_fake=500",
-                    "checkpoint.every=20"], 20),
-    "dcgan": (["model=dcgan", f"data.path={MNIST}", "data.n=256", "batch.size=16", "model.latent_dim=8",
-               "model.g_filters=[16,8,8,1]", "model.d_filters=[8,8,8,8]", "log_every=2", "eval_every=4",
-               "plot_every=8", "sample_every=8", "eval.n_fake=64", "tracking.log_model=false",
-               "eval.classifier.train_steps=20", "eval.classifier.cache_dir={cache}", "checkpoint.every=4"], 4),
+    "gaussian1d": (
+        [
+            "model=gaussian1d",
+            "log_every=10",
+            "eval_every=20",
+            "plot_every=40",
+            "eval.n_fake=500",
+            "checkpoint.every=20",
+        ],
+        20,
+    ),
+    "dcgan": (
+        [
+            "model=dcgan",
+            f"data.path={MNIST}",
+            "data.n=256",
+            "batch.size=16",
+            "model.latent_dim=8",
+            "model.g_filters=[16,8,8,1]",
+            "model.d_filters=[8,8,8,8]",
+            "log_every=2",
+            "eval_every=4",
+            "plot_every=8",
+            "sample_every=8",
+            "eval.n_fake=64",
+            "tracking.log_model=false",
+            "eval.classifier.train_steps=20",
+            "eval.classifier.cache_dir={cache}",
+            "checkpoint.every=4",
+        ],
+        4,
+    ),
 }
 
 
@@ -59,13 +85,16 @@ def _train(store: str, overrides: list[str]) -> str:
 
     runs = MlflowClient(tracking_uri=store).search_runs(
         [e.experiment_id for e in MlflowClient(tracking_uri=store).search_experiments()],
-        order_by=["attributes.end_time DESC"], max_results=1)
+        order_by=["attributes.end_time DESC"],
+        max_results=1,
+    )
     return runs[0].info.run_id
 
 
 @dataclass
 class Pair:
     """A run of 2N steps ("full") and one of N steps resumed to 2N ("half"), as logged."""
+
     store: str
     n: int
     full: str  # run ids
@@ -94,14 +123,23 @@ def _pair(tmp_path_factory, model: str, args: list[str], n: int) -> Pair:
     resumed = _train(store, [*args, f"train_steps={2 * n}", f"resume={half}"])
     assert resumed == half  # the same MLflow run continued, no new one
     client = MlflowClient(tracking_uri=store)
-    return Pair(store, n, full, half, {r.info.run_id: r for r in all_runs(client, model)},
-                {i: histories(client, i) for i in (full, half)}, {i: final_state(store, i) for i in (full, half)})
+    return Pair(
+        store,
+        n,
+        full,
+        half,
+        {r.info.run_id: r for r in all_runs(client, model)},
+        {i: histories(client, i) for i in (full, half)},
+        {i: final_state(store, i) for i in (full, half)},
+    )
 
 
 # The GAN techniques' extra state: the EMA generator, the RNG draws of extra D updates and of
 # gp's alphas, spectral norm's power-iteration vectors (non-trainable weights of D).
-TECHNIQUES = {"wgan_gp_d5_ema": ["loss=wasserstein", "penalty=gp", "trainer.d_steps=5", "ema.decay=0.999"],
-              "hinge_sn": ["loss=hinge", "model.d_spectral_norm=true"]}
+TECHNIQUES = {
+    "wgan_gp_d5_ema": ["loss=wasserstein", "penalty=gp", "trainer.d_steps=5", "ema.decay=0.999"],
+    "hinge_sn": ["loss=hinge", "model.d_spectral_norm=true"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -163,15 +201,28 @@ def test_resume_refuses_what_matters_allows_the_rest_and_weights_load_is_a_new_r
 def _refused_then_allowed(store, client, args, run_id, n):
     before = client.get_run(run_id)
     files = sorted(p.name for p in final_state(store, run_id).path.parent.iterdir())
-    result = run_cli([f"tracking.uri={store}", *args, "model.hidden=64", "labels.real=1.0",
-                      f"train_steps={3 * n}", "log_every=5", f"resume={run_id}"], cwd=Path(store[len("sqlite:///"):]).parent)
+    result = run_cli(
+        [
+            f"tracking.uri={store}",
+            *args,
+            "model.hidden=64",
+            "labels.real=1.0",
+            f"train_steps={3 * n}",
+            "log_every=5",
+            f"resume={run_id}",
+        ],
+        cwd=Path(store[len("sqlite:///") :]).parent,
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "model.hidden: 32 -> 64" in lines[0] and "labels.real: 0.9 -> 1.0" in lines[0], lines[0]
     assert "train_steps" not in lines[0].split("(only")[0]  # a harmless difference is not listed
     after = client.get_run(run_id)
-    assert (after.info.status, after.info.end_time, after.data.metrics) == \
-           (before.info.status, before.info.end_time, before.data.metrics)
+    assert (after.info.status, after.info.end_time, after.data.metrics) == (
+        before.info.status,
+        before.info.end_time,
+        before.data.metrics,
+    )
     assert sorted(p.name for p in final_state(store, run_id).path.parent.iterdir()) == files
 
     # train_steps and the logging cadence may differ; `last` finds the newest checkpoint.
@@ -210,14 +261,33 @@ def test_same_config_same_seed_two_processes_identical(trained, tmp_path):
 
     # What changes the numbers besides the seed is passed on as this process runs: the thread
     # pools and oneDNN (both fixed when TensorFlow starts; other tests may have started it here).
-    threads = [f"trainer.intra_op_threads={tf.config.threading.get_intra_op_parallelism_threads()}",
-               f"trainer.inter_op_threads={tf.config.threading.get_inter_op_parallelism_threads()}"]
-    runs = [[*model_args(model, tmp_path / "classifier")[0], f"train_steps={2 * pair.n}", "tracking.run_name=full",
-             *threads] for model, pair in trained.items()]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": str(int(_pywrap_util_port.IsMklEnabled()))}
+    threads = [
+        f"trainer.intra_op_threads={tf.config.threading.get_intra_op_parallelism_threads()}",
+        f"trainer.inter_op_threads={tf.config.threading.get_inter_op_parallelism_threads()}",
+    ]
+    runs = [
+        [
+            *model_args(model, tmp_path / "classifier")[0],
+            f"train_steps={2 * pair.n}",
+            "tracking.run_name=full",
+            *threads,
+        ]
+        for model, pair in trained.items()
+    ]
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_ENABLE_ONEDNN_OPTS": str(int(_pywrap_util_port.IsMklEnabled())),
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT.format(runs=runs), str(tmp_path)],
-                            cwd=ROOT / "tests", env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", DETERMINISM_SCRIPT.format(runs=runs), str(tmp_path)],
+        cwd=ROOT / "tests",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     other_store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     other = MlflowClient(tracking_uri=other_store)
@@ -234,14 +304,24 @@ def test_same_config_same_seed_two_processes_identical(trained, tmp_path):
 
 def test_checkpoint_holds_the_whole_state_and_meta(tmp_path):
     """The file layout resume relies on (meta with step, run id and config; RNG states); keep K."""
-    cfg_args = ["tracking=none", f"checkpoint.dir={tmp_path}", *model_args("gaussian1d", tmp_path)[0], "train_steps=20",
-                "checkpoint.every=5", "checkpoint.keep=2"]
+    cfg_args = [
+        "tracking=none",
+        f"checkpoint.dir={tmp_path}",
+        *model_args("gaussian1d", tmp_path)[0],
+        "train_steps=20",
+        "checkpoint.every=5",
+        "checkpoint.keep=2",
+    ]
     cfg = compose_cfg(cfg_args)
     train.run(cfg, cfg_args)
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert [p.name for p in checkpoint.checkpoints(folder)] == ["ckpt-000000015.npz", "ckpt-000000020.npz"]
     kept = {"config.yaml", "plots", "weights"}  # tracking=none keeps the run's files beside its checkpoints
-    assert sorted(p.name for p in folder.iterdir() if p.name not in kept) == ["ckpt-000000015.npz", "ckpt-000000020.npz", "run.json"]
+    assert sorted(p.name for p in folder.iterdir() if p.name not in kept) == [
+        "ckpt-000000015.npz",
+        "ckpt-000000020.npz",
+        "run.json",
+    ]
     state = checkpoint.newest(folder)
     assert state.step == 20 and state.meta["run_id"] is None and state.meta["config"]["train_steps"] == 20
     names = set(state.arrays)

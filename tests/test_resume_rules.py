@@ -37,8 +37,10 @@ def test_default_checkpoint_folder_is_beside_the_sqlite_store_else_in_the_workin
     _run([f"tracking.uri=sqlite:///{absolute}", *TINY, "train_steps=20"])
     (run,) = all_runs(MlflowClient(tracking_uri=f"sqlite:///{absolute}"), "gaussian1d")
     rid = run.info.run_id
-    assert _ckpts(tmp_path) == [f"stores/a/checkpoints/{rid}/ckpt-000000010.npz",
-                                f"stores/a/checkpoints/{rid}/ckpt-000000020.npz"]
+    assert _ckpts(tmp_path) == [
+        f"stores/a/checkpoints/{rid}/ckpt-000000010.npz",
+        f"stores/a/checkpoints/{rid}/ckpt-000000020.npz",
+    ]
     assert run.data.tags["checkpoint.dir"] == str(tmp_path / "stores" / "a" / "checkpoints" / rid)
     # a relative SQLite URI (MLflow's own default form): beside the store, under the working dir
     # (this crashed: a relative artifact folder has no file:// URI)
@@ -67,7 +69,13 @@ def test_cosine_without_decay_steps_refuses_another_train_steps(tmp_path):
 
     _run([*base, "schedule.decay_steps=50", "train_steps=10", f"checkpoint.dir={tmp_path / 'fixed'}"])
     (fixed,) = list((tmp_path / "fixed").iterdir())
-    more = [*base, "schedule.decay_steps=50", "train_steps=20", f"checkpoint.dir={tmp_path / 'fixed'}", f"resume={fixed}"]
+    more = [
+        *base,
+        "schedule.decay_steps=50",
+        "train_steps=20",
+        f"checkpoint.dir={tmp_path / 'fixed'}",
+        f"resume={fixed}",
+    ]
     resumed, cfg, changes = checkpoint.load_for_resume(compose_cfg(more), tmp_path / "fixed", more)
     assert resumed.step == 10 and cfg.train_steps == 20 and changes == ["train_steps: 10 -> 20"]
 
@@ -79,13 +87,21 @@ def test_resume_allows_thread_and_onednn_changes_and_logs_its_config(store, clie
     _run([*args, "train_steps=20"])
     (run,) = all_runs(client, "gaussian1d")
     rid = run.info.run_id
-    more = [*args, "train_steps=30", "trainer.intra_op_threads=1", "trainer.inter_op_threads=1",
-            "trainer.onednn=true", f"resume={rid}"]
+    more = [
+        *args,
+        "train_steps=30",
+        "trainer.intra_op_threads=1",
+        "trainer.inter_op_threads=1",
+        "trainer.onednn=true",
+        f"resume={rid}",
+    ]
     _run(more)
     (run,) = all_runs(client, "gaussian1d")
     assert run.info.status == "FINISHED" and run.data.tags["resumed"] == "from step 20 (ckpt-000000020.npz)"
-    assert sorted(a.path for a in client.list_artifacts(rid) if a.path.endswith(".yaml")) == \
-        ["config.yaml", "config_resume_step0000020.yaml"]
+    assert sorted(a.path for a in client.list_artifacts(rid) if a.path.endswith(".yaml")) == [
+        "config.yaml",
+        "config_resume_step0000020.yaml",
+    ]
     first = OmegaConf.load(client.download_artifacts(rid, "config.yaml", str(tmp_path)))
     resumed = OmegaConf.load(client.download_artifacts(rid, "config_resume_step0000020.yaml", str(tmp_path)))
     assert (first.train_steps, first.resume, first.trainer.intra_op_threads) == (20, None, 0)

@@ -13,9 +13,21 @@ import pytest
 
 from conftest import MNIST, compose_cfg
 
-TINY_DCGAN = ["model=dcgan", f"data.path={MNIST}", "batch.size=16", "data.n=512", "eval.n_fake=200", "train_steps=4",
-              "eval_every=2", "log_every=2", "sample_every=4", "model.g_filters=[16,8,8,1]",
-              "model.d_filters=[8,8,16,16]", "tracking.log_model=true", "checkpoint.every=2"]
+TINY_DCGAN = [
+    "model=dcgan",
+    f"data.path={MNIST}",
+    "batch.size=16",
+    "data.n=512",
+    "eval.n_fake=200",
+    "train_steps=4",
+    "eval_every=2",
+    "log_every=2",
+    "sample_every=4",
+    "model.g_filters=[16,8,8,1]",
+    "model.d_filters=[8,8,16,16]",
+    "tracking.log_model=true",
+    "checkpoint.every=2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +63,11 @@ def test_every_source_gives_the_runs_own_samples_bit_for_bit(dcgan_run, tmp_path
     uri = f"tracking.uri={store}"
     # n = 16: the run's 4x4 grid at its last step, as the uint8 image it logged
     _sample(capsys, rid, "n=16", f"out={tmp_path / 'grid'}", uri)
-    (logged,) = [a.path for a in client.list_artifacts(rid, "images")
-                 if a.path.startswith("images/samples+step+4+") and a.path.endswith(".png")]
+    (logged,) = [
+        a.path
+        for a in client.list_artifacts(rid, "images")
+        if a.path.startswith("images/samples+step+4+") and a.path.endswith(".png")
+    ]
     theirs = np.asarray(Image.open(client.download_artifacts(rid, logged, str(tmp_path))))
     ours = np.asarray(Image.open(tmp_path / "grid" / "samples.png"))
     assert theirs.shape == ours.shape and np.abs(theirs.astype(int) - ours.astype(int)).max() == 0
@@ -61,8 +76,12 @@ def test_every_source_gives_the_runs_own_samples_bit_for_bit(dcgan_run, tmp_path
     folder = tmp / "ckpt" / rid
     client.download_artifacts(rid, "config.yaml", str(tmp_path))
     client.download_artifacts(rid, "weights", str(tmp_path))
-    sources = {"run": [rid], "checkpoint": [folder], "model": [rid, "--model"],
-               "weights": [tmp_path / "weights" / "generator.weights.h5", "--config", tmp_path / "config.yaml"]}
+    sources = {
+        "run": [rid],
+        "checkpoint": [folder],
+        "model": [rid, "--model"],
+        "weights": [tmp_path / "weights" / "generator.weights.h5", "--config", tmp_path / "config.yaml"],
+    }
     xs = {}
     for name, source in sources.items():
         out = _sample(capsys, *source, "n=200", f"out={tmp_path / name}", uri)
@@ -91,8 +110,20 @@ def test_interpolation_strips_and_log_add_them_to_the_run(dcgan_run, tmp_path, c
 
     run, client, store, _ = dcgan_run
     rid = run.info.run_id
-    _sample(capsys, rid, "n=8", f"out={tmp_path}", f"tracking.uri={store}", "--interpolate", "slerp", "--steps", "5",
-            "--pairs", "2", "--log")
+    _sample(
+        capsys,
+        rid,
+        "n=8",
+        f"out={tmp_path}",
+        f"tracking.uri={store}",
+        "--interpolate",
+        "slerp",
+        "--steps",
+        "5",
+        "--pairs",
+        "2",
+        "--log",
+    )
     with np.load(tmp_path / "interpolation_slerp.npz") as strip, np.load(tmp_path / "samples.npz") as plain:
         assert strip["z"].shape == (10, 100) and strip["x"].shape == (10, 28, 28, 1)
         # each strip starts at z[2p] and ends at z[2p+1]; so do its samples
@@ -100,8 +131,9 @@ def test_interpolation_strips_and_log_add_them_to_the_run(dcgan_run, tmp_path, c
         np.testing.assert_allclose(strip["x"][[0, 4, 5, 9]], plain["x"][[0, 1, 2, 3]], atol=1e-4)
     assert np.asarray(Image.open(tmp_path / "interpolation_slerp.png")).shape == (2 * 30 + 2, 5 * 30 + 2)
     logged = {a.path for a in client.list_artifacts(rid, "samples")}
-    assert logged == {f"samples/{f}" for f in ("samples.png", "samples.npz", "interpolation_slerp.png",
-                                               "interpolation_slerp.npz")}
+    assert logged == {
+        f"samples/{f}" for f in ("samples.png", "samples.npz", "interpolation_slerp.png", "interpolation_slerp.npz")
+    }
 
 
 def test_slerp_and_lerp_by_hand():
@@ -117,29 +149,42 @@ def test_slerp_and_lerp_by_hand():
 def test_a_1d_run_gives_a_histogram_and_interpolation_lines(tmp_path, capsys):
     from gan_runner import train
 
-    extra = ["train_steps=3", "eval_every=3", "log_every=3", "eval.n_fake=200", "tracking=none",
-             f"checkpoint.dir={tmp_path / 'ckpt'}"]
+    extra = [
+        "train_steps=3",
+        "eval_every=3",
+        "log_every=3",
+        "eval.n_fake=200",
+        "tracking=none",
+        f"checkpoint.dir={tmp_path / 'ckpt'}",
+    ]
     train.run(compose_cfg(extra), extra)
     (folder,) = (tmp_path / "ckpt").iterdir()
     out = _sample(capsys, folder, "n=64", f"out={tmp_path / 'out'}", "--interpolate", "lerp", "--steps", "3")
-    assert {p.rsplit("/", 1)[1] for p in out["written"]} == {"samples.png", "samples.npz", "interpolation_lerp.png",
-                                                            "interpolation_lerp.npz"}
+    assert {p.rsplit("/", 1)[1] for p in out["written"]} == {
+        "samples.png",
+        "samples.npz",
+        "interpolation_lerp.png",
+        "interpolation_lerp.npz",
+    }
     with np.load(tmp_path / "out" / "samples.npz") as npz:
         assert npz["x"].shape == (64, 1) and np.isfinite(npz["x"]).all()
     with np.load(tmp_path / "out" / "interpolation_lerp.npz") as npz:
         np.testing.assert_allclose(npz["z"][1], (npz["z"][0] + npz["z"][2]) / 2, atol=1e-6)
 
 
-@pytest.mark.parametrize(("argv", "words"), [
-    (["0123456789abcdef0123456789abcdef"], "no MLflow store at sqlite:///{tmp}/db.sqlite"),
-    (["{tmp}/nope.weights.h5"], "nope.weights.h5: no such file"),
-    (["{tmp}/notes.txt"], "not an MLflow run id"),
-    (["{tmp}", "n=0"], "n=0: expected an integer >= 1"),
-    (["{tmp}", "--best"], "--best and --model need an MLflow run id"),
-    (["{tmp}"], "no readable checkpoint in"),
-    (["{tmp}/x.weights.h5", "--log", "--config", "{tmp}/config.yaml"], "--log"),
-    (["{tmp}", "--interpolate", "cubic"], "invalid choice: 'cubic'"),
-])
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["0123456789abcdef0123456789abcdef"], "no MLflow store at sqlite:///{tmp}/db.sqlite"),
+        (["{tmp}/nope.weights.h5"], "nope.weights.h5: no such file"),
+        (["{tmp}/notes.txt"], "not an MLflow run id"),
+        (["{tmp}", "n=0"], "n=0: expected an integer >= 1"),
+        (["{tmp}", "--best"], "--best and --model need an MLflow run id"),
+        (["{tmp}"], "no readable checkpoint in"),
+        (["{tmp}/x.weights.h5", "--log", "--config", "{tmp}/config.yaml"], "--log"),
+        (["{tmp}", "--interpolate", "cubic"], "invalid choice: 'cubic'"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
     from gan_runner import sample
 

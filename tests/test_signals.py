@@ -18,8 +18,16 @@ from gan_runner.config import ConfigError
 from gan_runner.stopping import PAUSE_ENV, SignalStop
 
 # A 1-D run that would go on for hours; metrics reach the store within 0.1 s of being logged.
-ENDLESS = ["train_steps=100000000", "log_every=10", "eval_every=100", "plot_every=100000000",
-           "sample_every=100000000", "eval.n_fake=200", "checkpoint.every=0", "tracking.flush_every_s=0.1"]
+ENDLESS = [
+    "train_steps=100000000",
+    "log_every=10",
+    "eval_every=100",
+    "plot_every=100000000",
+    "sample_every=100000000",
+    "eval.n_fake=200",
+    "checkpoint.every=0",
+    "tracking.flush_every_s=0.1",
+]
 
 
 class Cli:
@@ -29,13 +37,16 @@ class Cli:
         self.cwd, n = cwd, len(list(cwd.glob("stdout-*")))
         self.stdout, self.stderr = cwd / f"stdout-{n}", cwd / f"stderr-{n}"
         with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gan_runner", *args], cwd=cwd, env=cli_env(env),
-                                         stdout=out, stderr=err)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gan_runner", *args], cwd=cwd, env=cli_env(env), stdout=out, stderr=err
+            )
 
     def wait_until(self, ready, what: str, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
         while not ready():
-            assert self.proc.poll() is None, f"exited {self.proc.returncode} before {what}: {self.stderr.read_text()[-2000:]}"
+            assert self.proc.poll() is None, (
+                f"exited {self.proc.returncode} before {what}: {self.stderr.read_text()[-2000:]}"
+            )
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.2)
 
@@ -115,10 +126,16 @@ def test_sigint_sigterm_kill9_each_resumed_into_the_same_run(tmp_path, store, cl
 
 # (phase, signal, model): every phase of a run's life, from the CLI's first line to the final
 # upload; SIGINT and SIGTERM alternate. The run exists from phase "run" on.
-PHASES = [("startup", signal.SIGTERM, "1d"), ("data", signal.SIGINT, "1d"), ("tensorflow", signal.SIGTERM, "1d"),
-          ("classifier", signal.SIGINT, "dcgan"),
-          ("run", signal.SIGTERM, "1d"), ("tracing", signal.SIGINT, "1d"), ("eval", signal.SIGTERM, "1d"),
-          ("upload", signal.SIGINT, "1d")]
+PHASES = [
+    ("startup", signal.SIGTERM, "1d"),
+    ("data", signal.SIGINT, "1d"),
+    ("tensorflow", signal.SIGTERM, "1d"),
+    ("classifier", signal.SIGINT, "dcgan"),
+    ("run", signal.SIGTERM, "1d"),
+    ("tracing", signal.SIGINT, "1d"),
+    ("eval", signal.SIGTERM, "1d"),
+    ("upload", signal.SIGINT, "1d"),
+]
 RUN_EXISTS = ("run", "tracing", "eval", "upload")
 SHORT_1D = ["train_steps=20", "log_every=10", "eval_every=10", "plot_every=20", "eval.n_fake=200", "checkpoint.every=0"]
 
@@ -132,8 +149,13 @@ def test_a_signal_in_every_phase_exits_128_plus_signal_and_leaves_nothing_runnin
         cwd.mkdir()
         args = [f"tracking.uri=sqlite:///{cwd / 'mlflow.db'}"]
         if model == "dcgan":  # a classifier cache of its own: the classifier trains in this run
-            args += ["model=dcgan", f"data.path={MNIST}", *TINY_DCGAN, f"eval.classifier.cache_dir={cwd / 'cache'}",
-                     "eval.classifier.train_steps=400"]
+            args += [
+                "model=dcgan",
+                f"data.path={MNIST}",
+                *TINY_DCGAN,
+                f"eval.classifier.cache_dir={cwd / 'cache'}",
+                "eval.classifier.train_steps=400",
+            ]
         else:
             args += SHORT_1D
         cases.append((phase, signum, cwd, Cli(args, cwd, env={PAUSE_ENV: phase})))
@@ -145,12 +167,17 @@ def test_a_signal_in_every_phase_exits_128_plus_signal_and_leaves_nothing_runnin
         what = f"{signum.name} at {phase}: {err[-1500:]}"
         assert rc == 128 + signum, what
         assert "Traceback" not in err, what
-        runs = all_runs(MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}"), "gaussian1d") \
-            if (cwd / "mlflow.db").exists() else []
+        runs = (
+            all_runs(MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}"), "gaussian1d")
+            if (cwd / "mlflow.db").exists()
+            else []
+        )
         assert [r.info.status for r in runs] == (["KILLED"] if phase in RUN_EXISTS else []), what
         if phase in RUN_EXISTS:  # a checkpoint to resume from, and the command that does it
             newest = checkpoint.newest(cwd / "checkpoints" / runs[0].info.run_id)
-            assert newest.step == {"run": 0, "tracing": _stopped_at(err, signum.name), "eval": 10, "upload": 20}[phase], what
+            assert (
+                newest.step == {"run": 0, "tracing": _stopped_at(err, signum.name), "eval": 10, "upload": 20}[phase]
+            ), what
             assert f"resume={runs[0].info.run_id}" in err, what
         else:
             assert f"stopped by {signum.name} before training started; no run was created" in err, what
@@ -176,8 +203,9 @@ with SignalStop() as stop:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_first_signal_sets_a_flag_the_second_exits_at_once(signum):
     started = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", SECOND_SIGNAL, str(int(signum))], cwd=ROOT,
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-c", SECOND_SIGNAL, str(int(signum))], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == -signum, out.stderr  # killed by the signal itself, at once
     assert out.stdout.split() == ["flag", str(int(signum))]
     assert "send it again to quit at once" in out.stderr
@@ -213,7 +241,9 @@ def test_checkpoint_write_killed_half_way_leaves_the_previous_one(tmp_path):
     args = ["tracking=none", f"checkpoint.dir={tmp_path}", *TINY_1D, "train_steps=20", "checkpoint.every=10"]
     train.run(compose_cfg(args), args)
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    out = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(folder)], cwd=ROOT, capture_output=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_WRITE, str(folder)], cwd=ROOT, capture_output=True, timeout=30
+    )
     assert out.returncode == -signal.SIGKILL, out.stderr
     (temp,) = folder.glob(".ckpt-000000030.npz.tmp-*")  # half a file, under a name no reader takes
     assert 0 < temp.stat().st_size < (folder / "ckpt-000000020.npz").stat().st_size
@@ -238,8 +268,14 @@ def test_checkpoint_write_killed_half_way_leaves_the_previous_one(tmp_path):
     (folder / "ckpt-000000050.npz").unlink()
 
     # Resuming from the folder continues from step 20; the stale temp file is cleared.
-    more = ["tracking=none", f"checkpoint.dir={tmp_path}", *TINY_1D, "train_steps=30", "checkpoint.every=10",
-            f"resume={folder}"]
+    more = [
+        "tracking=none",
+        f"checkpoint.dir={tmp_path}",
+        *TINY_1D,
+        "train_steps=30",
+        "checkpoint.every=10",
+        f"resume={folder}",
+    ]
     train.run(compose_cfg(more), more)
     assert [p.name for p in checkpoint.checkpoints(folder)] == [f"ckpt-{s:09d}.npz" for s in (10, 20, 30)]
     assert not list(folder.glob(".ckpt-*"))
@@ -247,8 +283,16 @@ def test_checkpoint_write_killed_half_way_leaves_the_previous_one(tmp_path):
 
 def test_divergence_fails_the_run_cleanly(tmp_path, store, client):
     """A huge learning rate makes the losses inf/NaN within a few steps, for real."""
-    args = [f"tracking.uri={store}", "train_steps=200", "log_every=1", "eval_every=1000", "plot_every=1000",
-            "eval.n_fake=200", "optimizer.d.learning_rate=1e10", "optimizer.g.learning_rate=1e10"]
+    args = [
+        f"tracking.uri={store}",
+        "train_steps=200",
+        "log_every=1",
+        "eval_every=1000",
+        "plot_every=1000",
+        "eval.n_fake=200",
+        "optimizer.d.learning_rate=1e10",
+        "optimizer.g.learning_rate=1e10",
+    ]
     out = run_cli(args, tmp_path)
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("gan_runner:")]
     assert out.returncode == 3 and len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
@@ -263,7 +307,9 @@ def test_divergence_fails_the_run_cleanly(tmp_path, store, client):
     assert "error.log" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
     # on_divergence=penalty: the sweeper gets a finite penalty instead of an exception.
-    cfg = compose_cfg(["tracking=none", *args[1:], "on_divergence=penalty", "sweep.penalty=123", f"checkpoint.dir={tmp_path}"])
+    cfg = compose_cfg(
+        ["tracking=none", *args[1:], "on_divergence=penalty", "sweep.penalty=123", f"checkpoint.dir={tmp_path}"]
+    )
     assert train.run(cfg, []) == 123.0
 
 
@@ -275,8 +321,16 @@ def test_early_stop_needs_patience_values_in_a_row(store, client):
     not at the second value met overall."""
     assert compose_cfg([]).early_stop.patience == 0
     # random batches of 32: a noisy d_acc, logged at every step
-    args = [f"tracking.uri={store}", *TINY_1D, "train_steps=60", "log_every=1", "eval_every=1000", "batch.order=random",
-            "batch.size=32", "batch.reuse_noise=false"]
+    args = [
+        f"tracking.uri={store}",
+        *TINY_1D,
+        "train_steps=60",
+        "log_every=1",
+        "eval_every=1000",
+        "batch.order=random",
+        "batch.size=32",
+        "batch.reuse_noise=false",
+    ]
     train.run(compose_cfg([*args, "tracking.run_name=free"]), args)
     (free,) = all_runs(client, "gaussian1d")
     history = metric_history(client, free.info.run_id, "train/d_acc")
@@ -290,7 +344,7 @@ def test_early_stop_needs_patience_values_in_a_row(store, client):
     chosen = None
     for threshold in sorted(set(values), reverse=True):
         stop, met = first_pair(threshold)
-        if stop is not None and stop >= 3 and met.index(True) < stop - 1 and not all(met[met.index(True):stop + 1]):
+        if stop is not None and stop >= 3 and met.index(True) < stop - 1 and not all(met[met.index(True) : stop + 1]):
             chosen = threshold, stop
             break
     assert chosen, [round(v, 3) for v in values]
@@ -301,9 +355,9 @@ def test_early_stop_needs_patience_values_in_a_row(store, client):
     (run,) = [r for r in all_runs(client, "gaussian1d") if r.info.run_name == "stopped"]
     assert run.info.status == "FINISHED" and run.data.tags["early_stop"].startswith(f"step {expected_step}:")
     stopped = metric_history(client, run.info.run_id, "train/d_acc")
-    assert stopped == history[:stop + 1]  # the same values up to the stop, none after
+    assert stopped == history[: stop + 1]  # the same values up to the stop, none after
     met = [v >= threshold for _, v in stopped]
-    assert met[-2:] == [True, True] and True in met[:-2] and False in met[met.index(True):-2]  # met, missed, met, met
+    assert met[-2:] == [True, True] and True in met[:-2] and False in met[met.index(True) : -2]  # met, missed, met, met
 
 
 def test_any_exception_fails_the_run_with_the_error_and_traceback(tmp_path, store, client):
@@ -314,4 +368,8 @@ def test_any_exception_fails_the_run_with_the_error_and_traceback(tmp_path, stor
     run = _the_run(client)
     assert run.info.status == "FAILED" and "ConfigError: objective: 'eval/nope'" in run.data.tags["error"]
     log = Path(client.download_artifacts(run.info.run_id, "error.log", str(tmp_path))).read_text()
-    assert log.startswith("Traceback") and "gan_runner/train.py" in log and log.rstrip().splitlines()[-1].startswith("gan_runner.errors.ConfigError")
+    assert (
+        log.startswith("Traceback")
+        and "gan_runner/train.py" in log
+        and log.rstrip().splitlines()[-1].startswith("gan_runner.errors.ConfigError")
+    )

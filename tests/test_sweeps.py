@@ -22,8 +22,7 @@ from conftest import compose_cfg, metric_history, run_cli
 from gan_runner import sweep, tracking  # noqa: F401  (sweep registers the optuna_direction resolver, as the CLI does)
 from gan_runner.config import CONF_DIR, compose
 
-TINY = ["train_steps=30", "eval_every=30", "log_every=10", "plot_every=30", "eval.n_fake=1000",
-        "checkpoint.every=0"]
+TINY = ["train_steps=30", "eval_every=30", "log_every=10", "plot_every=30", "eval.n_fake=1000", "checkpoint.every=0"]
 OBJECTIVE = "eval/kl_target"
 
 
@@ -74,8 +73,9 @@ def check_best(parent, children) -> None:
 
 
 def test_joblib_grid_2x2_in_parallel_workers(tmp_path):
-    proc, client, sweep_dir = multirun(tmp_path, "hydra/launcher=parallel", "seed=0,1",
-                                       "optimizer.d.learning_rate=1e-3,5e-4")
+    proc, client, sweep_dir = multirun(
+        tmp_path, "hydra/launcher=parallel", "seed=0,1", "optimizer.d.learning_rate=1e-3,5e-4"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     parent, children = sweep_runs(client, sweep_dir)
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep.launcher"] == "JoblibLauncher"
@@ -96,9 +96,15 @@ def test_joblib_grid_2x2_in_parallel_workers(tmp_path):
 
 def test_optuna_trial_that_diverges_reports_the_penalty_and_the_study_completes(tmp_path, migrated_db):
     # The grid sampler visits each learning rate once: the 1e30 trial diverges at its first step.
-    proc, client, sweep_dir = multirun(tmp_path, "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid",
-                                       "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1",
-                                       "optimizer.d.learning_rate=choice(1e30,1e-3,5e-4)", db=migrated_db)
+    proc, client, sweep_dir = multirun(
+        tmp_path,
+        "hydra/sweeper=optuna",
+        "hydra/sweeper/sampler=grid",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=1",
+        "optimizer.d.learning_rate=choice(1e30,1e-3,5e-4)",
+        db=migrated_db,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]  # the study completed, but one of its trials failed
     assert "sweep: 3 jobs, 2 finished, 1 failed; best: job #" in proc.stdout, proc.stdout[-2000:]
     parent, children = sweep_runs(client, sweep_dir)
@@ -117,8 +123,9 @@ def test_optuna_trial_that_diverges_reports_the_penalty_and_the_study_completes(
 
 
 def test_submitit_local_launcher_runs_two_jobs(tmp_path, migrated_db):
-    proc, client, sweep_dir = multirun(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-                                       "seed=0,1", db=migrated_db)
+    proc, client, sweep_dir = multirun(
+        tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "seed=0,1", db=migrated_db
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     parent, children = sweep_runs(client, sweep_dir)
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep.launcher"] == "LocalLauncher"
@@ -149,8 +156,10 @@ def test_a_failing_job_fails_only_itself_and_the_sweep_says_so(basic_sweep):
     (best_job,) = [r.data.tags["hydra.job.num"] for r in children if r.info.run_id == best]
     value = parent.data.metrics["sweep/best_objective"]
     # The summary printed at the end: jobs finished / failed, the best job and its objective, where.
-    assert (f"sweep: 6 jobs, 3 finished, 3 failed; best: job #{best_job} ({parent.data.tags['sweep.best_run_name']}) "
-            f"{OBJECTIVE} (min) = {value:.6g}\n  parent run {parent.info.run_id} in sqlite:///") in proc.stdout, proc.stdout
+    assert (
+        f"sweep: 6 jobs, 3 finished, 3 failed; best: job #{best_job} ({parent.data.tags['sweep.best_run_name']}) "
+        f"{OBJECTIVE} (min) = {value:.6g}\n  parent run {parent.info.run_id} in sqlite:///"
+    ) in proc.stdout, proc.stdout
 
 
 def test_same_seed_twice_in_one_process_logs_identical_metrics(basic_sweep):
@@ -159,30 +168,47 @@ def test_same_seed_twice_in_one_process_logs_identical_metrics(basic_sweep):
     assert (first.data.params["seed"], other.data.params["seed"], again.data.params["seed"]) == ("0", "1", "0")
     for key in ("train/d_loss", "train/g_loss", "train/d_acc", OBJECTIVE, "eval/mean"):
         assert metric_history(client, first.info.run_id, key) == metric_history(client, again.info.run_id, key), key
-    assert metric_history(client, first.info.run_id, "train/d_loss") != metric_history(client, other.info.run_id, "train/d_loss")
+    assert metric_history(client, first.info.run_id, "train/d_loss") != metric_history(
+        client, other.info.run_id, "train/d_loss"
+    )
 
 
 def test_a_tracking_none_sweep_prints_the_same_summary_and_fails_when_a_job_fails(tmp_path):
     """No store to count the jobs in: the jobs' outcome files give the summary and exit status a
     tracking=mlflow sweep has. A job fails by raising or by a divergence answered with the penalty."""
     sweep_dir = tmp_path / "multirun"
-    proc = run_cli(["-m", "tracking=none", f"hydra.sweep.dir={sweep_dir}", *TINY,
-                    "optimizer.d.learning_rate=1e-3,1e30", "on_divergence=raise,penalty"], cwd=tmp_path)
+    proc = run_cli(
+        [
+            "-m",
+            "tracking=none",
+            f"hydra.sweep.dir={sweep_dir}",
+            *TINY,
+            "optimizer.d.learning_rate=1e-3,1e30",
+            "on_divergence=raise,penalty",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]  # jobs failed: the sweep is no success
     finished = dict(re.findall(r"gan_runner: finished '(.+)' \(tracking=none\): eval/kl_target=(\S+)", proc.stdout))
     assert len(finished) == 2, proc.stdout[-3000:]
-    summary = re.search(r"sweep: 4 jobs, 2 finished, 2 failed; best: job #(\d) \((.+)\) eval/kl_target \(min\) = (\S+)\n"
-                        r"  job folders in (.+) \(tracking=none: no MLflow store\)", proc.stdout)
+    summary = re.search(
+        r"sweep: 4 jobs, 2 finished, 2 failed; best: job #(\d) \((.+)\) eval/kl_target \(min\) = (\S+)\n"
+        r"  job folders in (.+) \(tracking=none: no MLflow store\)",
+        proc.stdout,
+    )
     assert summary, proc.stdout[-3000:]
     job, best_name, best_value, where = summary.groups()
     # the two finished jobs differ only in on_divergence: the same objective, either may be named
     assert finished[best_name] == best_value == min(finished.values(), key=float) and where == str(sweep_dir)
-    assert "optimizer.d.learning_rate=0.001" in yaml.safe_load((sweep_dir / job / ".hydra" / "overrides.yaml").read_text())
+    assert "optimizer.d.learning_rate=0.001" in yaml.safe_load(
+        (sweep_dir / job / ".hydra" / "overrides.yaml").read_text()
+    )
 
 
 def test_fail_fast_stops_the_sweep_at_the_first_failure(tmp_path, migrated_db):
-    proc, client, sweep_dir = multirun(tmp_path, "sweep.fail_fast=true", "optimizer.d.learning_rate=1e30,1e-3",
-                                       db=migrated_db)
+    proc, client, sweep_dir = multirun(
+        tmp_path, "sweep.fail_fast=true", "optimizer.d.learning_rate=1e30,1e-3", db=migrated_db
+    )
     assert proc.returncode == 1
     assert "job #0 failed (Diverged: " in proc.stderr and "sweep.fail_fast=true" in proc.stderr
     parent, children = sweep_runs(client, sweep_dir)
@@ -236,12 +262,14 @@ def test_lr_grid_experiment_sweeps_learning_rates_and_seeds():
     (jobs,) = BasicSweeper.split_arguments(overrides, None)
     assert sorted(tuple(job) for job in jobs) == sorted(
         (f"optimizer.d.learning_rate={d}", f"optimizer.g.learning_rate={g}", f"seed={seed}")
-        for d, g, seed in product(("0.002", "0.001", "0.0005"), ("0.001", "0.0005"), (0, 1, 2)))
+        for d, g, seed in product(("0.002", "0.001", "0.0005"), ("0.001", "0.0005"), (0, 1, 2))
+    )
     assert len(jobs) == 18
 
 
-@pytest.mark.parametrize("name,model,direction", [("gaussian1d_optuna", "gaussian1d", "minimize"),
-                                                  ("dcgan_optuna", "dcgan", None)])
+@pytest.mark.parametrize(
+    "name,model,direction", [("gaussian1d_optuna", "gaussian1d", "minimize"), ("dcgan_optuna", "dcgan", None)]
+)
 def test_optuna_searches_compose(name, model, direction):
     cfg = compose_with_hydra([f"hparams_search={name}"])
     assert cfg.model.name == model
@@ -253,11 +281,13 @@ def test_optuna_searches_compose(name, model, direction):
     compose_cfg([f"hparams_search={name}"])  # validation
 
 
-
-@pytest.mark.parametrize("name,target,values", [
-    ("parallel", "JoblibLauncher", {"n_jobs": 2, "backend": "loky"}),
-    ("slurm", "SlurmLauncher", {"cpus_per_task": 4, "gpus_per_node": 0, "timeout_min": 60, "partition": None}),
-])
+@pytest.mark.parametrize(
+    "name,target,values",
+    [
+        ("parallel", "JoblibLauncher", {"n_jobs": 2, "backend": "loky"}),
+        ("slurm", "SlurmLauncher", {"cpus_per_task": 4, "gpus_per_node": 0, "timeout_min": 60, "partition": None}),
+    ],
+)
 def test_launcher_configs_compose(name, target, values):
     launcher = compose_with_hydra([f"hydra/launcher={name}"]).hydra.launcher
     assert launcher._target_.endswith(target)
@@ -266,17 +296,28 @@ def test_launcher_configs_compose(name, target, values):
 
 def test_planned_jobs_are_the_grid_or_cover_every_swept_value():
     # A basic sweep: the config's params and the command line (which wins for a key), as a grid.
-    jobs = sweep.planned_jobs(["seed=0,1", "train_steps=30"], {"seed": "5,6,7", "optimizer.d.learning_rate": "1e-3,5e-4"},
-                              grid=True)
-    assert sorted(map(sorted, jobs)) == sorted(sorted([f"seed={s}", f"optimizer.d.learning_rate={lr}", "train_steps=30"])
-                                               for s in (0, 1) for lr in (0.001, 0.0005))
+    jobs = sweep.planned_jobs(
+        ["seed=0,1", "train_steps=30"], {"seed": "5,6,7", "optimizer.d.learning_rate": "1e-3,5e-4"}, grid=True
+    )
+    assert sorted(map(sorted, jobs)) == sorted(
+        sorted([f"seed={s}", f"optimizer.d.learning_rate={lr}", "train_steps=30"])
+        for s in (0, 1)
+        for lr in (0.001, 0.0005)
+    )
     # A search: each value of each key once (an interval at both ends), the others at their first.
     jobs = sweep.planned_jobs(["model.hidden=choice(8,16,32)"], {"labels.real": "interval(0.8, 1.0)"}, grid=False)
-    assert jobs == [["labels.real=0.8", "model.hidden=8"], ["labels.real=1.0", "model.hidden=8"],
-                    ["labels.real=0.8", "model.hidden=16"], ["labels.real=0.8", "model.hidden=32"]]
+    assert jobs == [
+        ["labels.real=0.8", "model.hidden=8"],
+        ["labels.real=1.0", "model.hidden=8"],
+        ["labels.real=0.8", "model.hidden=16"],
+        ["labels.real=0.8", "model.hidden=32"],
+    ]
     # A grid too large to check job by job is covered the same way.
     big = sweep.planned_jobs([f"seed=range(0,{sweep.MAX_CHECKED_JOBS + 1})"], {}, grid=True)
     assert len(big) == sweep.MAX_CHECKED_JOBS + 1 and big[0] == ["seed=0"]
-    assert len(sweep.planned_jobs(["seed=range(0,10)", "labels.real=0.8,0.9,1.0", "labels.fake=0,0.1"], {}, grid=True)) == 60
+    assert (
+        len(sweep.planned_jobs(["seed=range(0,10)", "labels.real=0.8,0.9,1.0", "labels.fake=0,0.1"], {}, grid=True))
+        == 60
+    )
     big = sweep.planned_jobs(["seed=range(0,11)", "labels.real=0.8,0.9,1.0", "labels.fake=0,0.1"], {}, grid=True)
     assert len(big) == 1 + 10 + 2 + 1  # 66 jobs: each of the 11 + 3 + 2 values once

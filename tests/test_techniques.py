@@ -80,8 +80,18 @@ def test_a_run_with_the_ema_logs_eval_raw_and_saves_the_ema_generator_as_the_gen
     from gan_runner.store import resolve
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    overrides = [f"tracking.uri={store}", "train_steps=40", "eval_every=20", "log_every=20", "plot_every=40",
-                 "eval.n_fake=500", "ema.decay=0.9", "loss=lsgan", "penalty=r1", "model.d_spectral_norm=true"]
+    overrides = [
+        f"tracking.uri={store}",
+        "train_steps=40",
+        "eval_every=20",
+        "log_every=20",
+        "plot_every=40",
+        "eval.n_fake=500",
+        "ema.decay=0.9",
+        "loss=lsgan",
+        "penalty=r1",
+        "model.d_spectral_norm=true",
+    ]
     cfg = compose_cfg(overrides)
     train.run(cfg, overrides)
     client = MlflowClient(tracking_uri=store)
@@ -91,7 +101,11 @@ def test_a_run_with_the_ema_logs_eval_raw_and_saves_the_ema_generator_as_the_gen
     assert {"eval/kl_target", "eval_raw/kl_target", "train/d_penalty"} <= set(metrics)
     assert metrics["eval/kl_target"] != metrics["eval_raw/kl_target"]
     names = {a.path for a in client.list_artifacts(run.info.run_id, "weights")}
-    assert {"weights/generator.weights.h5", "weights/generator_raw.weights.h5", "weights/discriminator.weights.h5"} <= names
+    assert {
+        "weights/generator.weights.h5",
+        "weights/generator_raw.weights.h5",
+        "weights/discriminator.weights.h5",
+    } <= names
     ckpt = checkpoint.newest(resolve(cfg).checkpoints / run.info.run_id)
     folder = client.download_artifacts(run.info.run_id, "weights", str(tmp_path / "dl"))
     model = registry.get_model("gaussian1d")
@@ -105,12 +119,15 @@ def test_a_run_with_the_ema_logs_eval_raw_and_saves_the_ema_generator_as_the_gen
         np.testing.assert_array_equal(w, ckpt.arrays[f"generator_ema.{i}"])
 
 
-@pytest.mark.parametrize("overrides,words", [
-    (["trainer.d_steps=0"], ["trainer.d_steps", "positive"]),
-    (["loss=wasserstein", "labels.fake=0.1"], ["labels.fake", "no effect with loss=wasserstein"]),
-    (["penalty=r1", "penalty.gamma=-1"], ["penalty.gamma", "> 0"]),
-    (["ema.decay=-0.1"], ["ema.decay", "[0, 1)"]),
-])
+@pytest.mark.parametrize(
+    "overrides,words",
+    [
+        (["trainer.d_steps=0"], ["trainer.d_steps", "positive"]),
+        (["loss=wasserstein", "labels.fake=0.1"], ["labels.fake", "no effect with loss=wasserstein"]),
+        (["penalty=r1", "penalty.gamma=-1"], ["penalty.gamma", "> 0"]),
+        (["ema.decay=-0.1"], ["ema.decay", "[0, 1)"]),
+    ],
+)
 def test_technique_values_that_cannot_work_are_refused_by_name(overrides, words):
     from gan_runner.config import ConfigError
 

@@ -23,7 +23,16 @@ def test_gaussian1d_run_logs_metrics_params_artifacts(store, client, tmp_path):
     assert objective == pytest.approx(run.data.metrics["eval/kl_target"])
     for key in ("train/d_loss", "train/g_loss", "train/d_acc", "train/g_acc", "train/lr_d", "train/lr_g"):
         assert [s for s, _ in metric_history(client, run.info.run_id, key)] == [10, 20, 30, 40, 50, 60], key
-    for key in ("eval/kl", "eval/kl_target", "eval/mean", "eval/std", "eval/skew", "eval/kurtosis", "eval/w1", "eval/ks"):
+    for key in (
+        "eval/kl",
+        "eval/kl_target",
+        "eval/mean",
+        "eval/std",
+        "eval/skew",
+        "eval/kurtosis",
+        "eval/w1",
+        "eval/ks",
+    ):
         assert [s for s, _ in metric_history(client, run.info.run_id, key)] == [30, 60], key
     assert [s for s, _ in metric_history(client, run.info.run_id, "eval/kl_floor")] == [0]
     assert 0.1 < run.data.metrics["eval/kl_floor"] < 0.4
@@ -31,7 +40,9 @@ def test_gaussian1d_run_logs_metrics_params_artifacts(store, client, tmp_path):
     assert params["optimizer.d.learning_rate"] == "0.001" and params["model.noise_dim"] == "16"
     assert params["train_steps"] == "60" and params["labels.real"] == "0.9"
     m = run.data.metrics  # the loop's time and the parts of it spent outside the compiled steps
-    assert 0 < m["perf/eval_s"] and 0 < m["perf/pictures_s"] and m["perf/eval_s"] + m["perf/pictures_s"] < m["perf/loop_s"]
+    assert (
+        0 < m["perf/eval_s"] and 0 < m["perf/pictures_s"] and m["perf/eval_s"] + m["perf/pictures_s"] < m["perf/loop_s"]
+    )
     tags = run.data.tags
     assert tags["model"] == "gaussian1d" and tags["seed"] == "0" and "train_steps=60" in tags["overrides"]
     assert tags["mlflow.runName"].startswith("gaussian1d")
@@ -40,7 +51,9 @@ def test_gaussian1d_run_logs_metrics_params_artifacts(store, client, tmp_path):
     weights = {a.path for a in client.list_artifacts(run.info.run_id, "weights")}
     # the final weights, and the best evaluation's generator (by eval/kl_target) in weights/best
     assert weights == {"weights/generator.weights.h5", "weights/discriminator.weights.h5", "weights/best"}
-    assert [a.path for a in client.list_artifacts(run.info.run_id, "weights/best")] == ["weights/best/generator.weights.h5"]
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "weights/best")] == [
+        "weights/best/generator.weights.h5"
+    ]
     local = client.download_artifacts(run.info.run_id, "plots/kde_step0000060.png", str(tmp_path))
     assert Image.open(local).size[0] > 100
 
@@ -87,17 +100,32 @@ def test_tracking_none_writes_no_store_but_keeps_weights_and_pictures_and_says_w
     assert math.isfinite(value) and not (tmp_path / "mlflow.db").exists()
     (folder,) = (tmp_path / "checkpoints").iterdir()
     last = capsys.readouterr().out.rstrip().splitlines()[-2:]
-    assert last == [f"gan_runner: finished 'gaussian1d defaults' (tracking=none): eval/kl_target={value:.6g}",
-                    f"  checkpoints, weights and pictures: {folder}"]
+    assert last == [
+        f"gan_runner: finished 'gaussian1d defaults' (tracking=none): eval/kl_target={value:.6g}",
+        f"  checkpoints, weights and pictures: {folder}",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]  # no store, no mlruns/, no outputs/
     files = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
-    assert files == {"weights/generator.weights.h5", "weights/discriminator.weights.h5", "weights/best/generator.weights.h5",
-                     "plots/kde_step0000060.png", "config.yaml", "ckpt-000000060.npz", "run.json"}, files
+    assert files == {
+        "weights/generator.weights.h5",
+        "weights/discriminator.weights.h5",
+        "weights/best/generator.weights.h5",
+        "plots/kde_step0000060.png",
+        "config.yaml",
+        "ckpt-000000060.npz",
+        "run.json",
+    }, files
     with Image.open(folder / "plots/kde_step0000060.png") as image:
         assert image.format == "PNG" and image.size[0] > 100
     # the kept weights load back: a new run starts from them
-    more = ["tracking=none", f"weights.load={folder / 'weights'}", "train_steps=1", "log_every=1", "eval_every=1",
-            "eval.n_fake=100"]
+    more = [
+        "tracking=none",
+        f"weights.load={folder / 'weights'}",
+        "train_steps=1",
+        "log_every=1",
+        "eval_every=1",
+        "eval.n_fake=100",
+    ]
     train.run(compose_cfg(more), more)
     # dcgan's sample grids (uint8, one channel) as PNGs of their own per step
     train.tracking.LocalTracker(folder).log_image(np.full((56, 28, 1), 200, np.uint8), key="samples", step=2)
@@ -111,14 +139,16 @@ def test_every_run_ends_with_where_it_is_and_how_to_open_it(store, client, capsy
     last = capsys.readouterr().out.rstrip().splitlines()[-6:]
     # the links open the Model-training UI (not MLflow's GenAI default), the runs sorted by the objective
     base, exp = "http://127.0.0.1:5000/#/experiments", run.info.experiment_id
-    assert last == [f"gan_runner: finished 'gaussian1d {' '.join(TINY_1D)}' (run id {run.info.run_id}): "
-                    f"eval/kl_target={objective:.6g}",
-                    f"  store:       {store}",
-                    f"  checkpoints: {tmp_path / 'checkpoints' / run.info.run_id}",
-                    f"  open it:     python -m gan_runner.ui --tracking-uri {store}, then open",
-                    f"  runs by eval/kl_target: {base}/{exp}/runs?viewStateShareKey=gan_runner_eval_kl_target"
-                    f"&workflowType=machine_learning",
-                    f"  this run:    {base}/{exp}/runs/{run.info.run_id}?workflowType=machine_learning"]
+    assert last == [
+        f"gan_runner: finished 'gaussian1d {' '.join(TINY_1D)}' (run id {run.info.run_id}): "
+        f"eval/kl_target={objective:.6g}",
+        f"  store:       {store}",
+        f"  checkpoints: {tmp_path / 'checkpoints' / run.info.run_id}",
+        f"  open it:     python -m gan_runner.ui --tracking-uri {store}, then open",
+        f"  runs by eval/kl_target: {base}/{exp}/runs?viewStateShareKey=gan_runner_eval_kl_target"
+        f"&workflowType=machine_learning",
+        f"  this run:    {base}/{exp}/runs/{run.info.run_id}?workflowType=machine_learning",
+    ]
     # From the project folder with its default store, `make ui` opens it.
     (tmp_path / "gan_runner").mkdir()
     (tmp_path / "gan_runner" / "ui.py").write_text("")
@@ -129,13 +159,18 @@ def test_every_run_ends_with_where_it_is_and_how_to_open_it(store, client, capsy
     assert tags["mlflow.experimentKind"] == "custom_model_development"
     assert "**eval/kl_target** (lower is better)" in tags["mlflow.note.content"]
     assert json.loads(tags["mlflow.sharedViewState.gan_runner_eval_kl_target"]) == {
-        "searchFilter": "", "orderByKey": "metrics.`eval/kl_target`", "orderByAsc": True,
-        "selectedColumns": ["metrics.`eval/kl_target`"]}
+        "searchFilter": "",
+        "orderByKey": "metrics.`eval/kl_target`",
+        "orderByAsc": True,
+        "selectedColumns": ["metrics.`eval/kl_target`"],
+    }
 
 
 def test_cli_end_to_end_default_store_in_working_dir(tmp_path):
-    result = run_cli(["train_steps=60", "eval_every=30", "plot_every=60", "optimizer=adam", "schedule=cosine", "seed=7"],
-                     cwd=tmp_path)
+    result = run_cli(
+        ["train_steps=60", "eval_every=30", "plot_every=60", "optimizer=adam", "schedule=cosine", "seed=7"],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "step 60/60" in result.stdout  # plain progress lines when stdout is not a TTY
     from mlflow.tracking import MlflowClient

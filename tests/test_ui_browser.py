@@ -47,6 +47,8 @@ def browser_test(test):
     if CHROMIUM_MISSING and os.environ.get(REQUIRE_ALL) != "1":
         test = pytest.mark.skip(reason=CHROMIUM_MISSING)(test)
     return test
+
+
 GRID_PAD = 2  # plots.image_grid's padding between digits
 
 
@@ -119,8 +121,11 @@ def test_the_dcgan_sample_grid_renders_per_step_and_as_an_artifact(filled_store,
     page.image_chart("samples", step=2)  # the per-step image view of key "samples": both steps
     page.image_chart("samples", step=4)
     page.screenshot(shots / "dcgan_samples_chart.png")
-    (grid,) = [p for p in s.client.list_artifacts(run.info.run_id, "images")
-               if p.path.startswith("images/samples+step+4+") and p.path.endswith(".png")]
+    (grid,) = [
+        p
+        for p in s.client.list_artifacts(run.info.run_id, "images")
+        if p.path.startswith("images/samples+step+4+") and p.path.endswith(".png")
+    ]
     page.tab("Artifacts")
     page.open_artifact(grid.path)
     assert page.natural_size(page.previewed_image()) == grid_size
@@ -166,6 +171,7 @@ def _model_training(page, experiment_id: str) -> dict[str, str]:
 def _runs_table(page, objective: str, n: int) -> list[tuple[str, dict[str, str]]]:
     header = page.find(f"[data-testid='sort-header-{objective}']")
     assert header.is_displayed()  # the objective's column, in view without scrolling
+
     def full(d):
         rows = d.execute_script(TABLE_ROWS)
         return rows if len(rows) == n and all(r[0] for r in rows) else None
@@ -183,8 +189,12 @@ def test_a_fresh_browser_follows_the_printed_links_into_model_training(filled_st
     started = time.monotonic()
     base = "http://127.0.0.1:5000"  # where make ui serves by default: the runs print that
     # printed once the server answers, a moment after ui.serve found it up
-    made_ui = _links(page.wait.until(lambda _: (lambda t: t if "Ctrl-C stops it" in t else None)(page.log.read_text()),
-                                     message="make ui printed no links"))
+    made_ui = _links(
+        page.wait.until(
+            lambda _: (lambda t: t if "Ctrl-C stops it" in t else None)(page.log.read_text()),
+            message="make ui printed no links",
+        )
+    )
     assert made_ui["MLflow UI"] == f"{page.url}/#/experiments?workflowType=machine_learning"
     swept, dcgan = _links(s.printed["sweep"]), _links(s.printed["dcgan"])
     fresh = chromium()
@@ -199,15 +209,17 @@ def test_a_fresh_browser_follows_the_printed_links_into_model_training(filled_st
         rows = _runs_table(other, "eval/kl_target", 3)  # the sweep's parent and its 2 jobs
         by_value = sorted(s.children, key=lambda r: r.data.metrics["eval/kl_target"])
         assert [r for r, _ in rows] == [c.info.run_id for c in by_value] + [s.parent.info.run_id]
-        assert [float(cells["metrics.`eval/kl_target`"]) for _, cells in rows[:2]] == \
-            [c.data.metrics["eval/kl_target"] for c in by_value]
+        assert [float(cells["metrics.`eval/kl_target`"]) for _, cells in rows[:2]] == [
+            c.data.metrics["eval/kl_target"] for c in by_value
+        ]
         other.screenshot(shots / "fresh_runs_by_objective.png")
         # the sweep's own link: its jobs only, sorted by the objective, the swept seed as a column
         fresh.get(swept["its jobs by eval/kl_target (min)"].replace(base, page.url))
         _model_training(other, exp)
         rows = _runs_table(other, "eval/kl_target", 2)
-        assert [(r, cells["params.`seed`"]) for r, cells in rows] == \
-            [(c.info.run_id, c.data.params["seed"]) for c in by_value]
+        assert [(r, cells["params.`seed`"]) for r, cells in rows] == [
+            (c.info.run_id, c.data.params["seed"]) for c in by_value
+        ]
         # a run's own link: its page, in Model training
         fresh.get(dcgan["this run"].replace(base, page.url))
         _model_training(other, s.dcgan.info.experiment_id)
@@ -234,8 +246,10 @@ def test_the_sweeps_parent_charts_its_seed_aggregates(filled_store, page, shots)
     page.find("input[placeholder='Search metric charts']").send_keys("agg/all/eval/kl_target_")
     for name in ("kl_target_mean", "kl_target_std", "kl_target_n"):
         value = run.data.metrics[f"agg/all/eval/{name}"]
-        card = page.wait.until(lambda _: (lambda c: c if f"{value:.2f}" in c.text else None)(
-            page.chart_card(name, "agg/all/eval")), message=f"no bar labelled {value:.2f} in chart {name}")
+        card = page.wait.until(
+            lambda _: (lambda c: c if f"{value:.2f}" in c.text else None)(page.chart_card(name, "agg/all/eval")),
+            message=f"no bar labelled {value:.2f} in chart {name}",
+        )
         assert card.find_elements("css selector", ".js-plotly-plot .bars path")  # drawn as a bar
     page.screenshot(shots / "sweep_parent_aggregates.png")
 
@@ -243,8 +257,14 @@ def test_the_sweeps_parent_charts_its_seed_aggregates(filled_store, page, shots)
 def test_ui_without_a_store_is_one_line_and_status_2(tmp_path):
     """`make ui` in a folder where nothing was trained: no empty store is created, no server starts."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.run([sys.executable, "-m", "gan_runner.ui", "--port", str(ui.free_port())], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gan_runner.ui", "--port", str(ui.free_port())],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "ui: no runs yet" in proc.stderr and str(tmp_path) in proc.stderr
     assert list(tmp_path.iterdir()) == []

@@ -16,8 +16,15 @@ from gan_runner import ui
 
 def _ui(args: list[str], cwd, **kwargs) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_ALLOW_FILE_STORE")}
-    return subprocess.run([sys.executable, "-m", "gan_runner.ui", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=60, env=env, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "gan_runner.ui", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        **kwargs,
+    )
 
 
 def test_help_names_host_and_port():
@@ -31,15 +38,25 @@ def test_help_names_host_and_port():
 def test_stores_the_ui_cannot_open_are_one_line_and_status_2(tmp_path):
     port = ui.free_port()  # nothing listens there
     cases = [(f"file://{tmp_path / 'mlruns'}", ["MLflow 3 refuses file: stores", "MLFLOW_ALLOW_FILE_STORE=true"])]
-    for uri, module, package in ((f"postgresql://me@127.0.0.1:{port}/runs", "psycopg", "'psycopg[binary]'"),
-                                 (f"mysql+pymysql://me@127.0.0.1:{port}/runs", "pymysql", "PyMySQL")):
+    for uri, module, package in (
+        (f"postgresql://me@127.0.0.1:{port}/runs", "psycopg", "'psycopg[binary]'"),
+        (f"mysql+pymysql://me@127.0.0.1:{port}/runs", "pymysql", "PyMySQL"),
+    ):
         missing = importlib.util.find_spec(module) is None
-        cases.append((uri, [f"driver '{module}'", f"pip install {package}"] if missing
-                      else [f"no database server answers at 127.0.0.1:{port}"]))
+        cases.append(
+            (
+                uri,
+                [f"driver '{module}'", f"pip install {package}"]
+                if missing
+                else [f"no database server answers at 127.0.0.1:{port}"],
+            )
+        )
     for uri, words in cases:
         out = _ui(["--tracking-uri", uri, "--port", str(ui.free_port())], cwd=tmp_path)
         lines = out.stderr.splitlines()
-        assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("ui: --tracking-uri: "), out.stderr[-2000:]
+        assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("ui: --tracking-uri: "), out.stderr[
+            -2000:
+        ]
         assert all(w in lines[0] for w in words), (words, lines[0])
     assert list(tmp_path.iterdir()) == []
 
@@ -48,13 +65,21 @@ def test_url_printed_once_the_server_answers_and_no_access_log(tmp_path):
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    MlflowClient(tracking_uri=uri).create_experiment("gaussian1d", artifact_location=(tmp_path / "mlartifacts").as_uri())
+    MlflowClient(tracking_uri=uri).create_experiment(
+        "gaussian1d", artifact_location=(tmp_path / "mlartifacts").as_uri()
+    )
     port = ui.free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     log = tmp_path / "ui.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gan_runner.ui", "--tracking-uri", uri, "--port", str(port)],
-                                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gan_runner.ui", "--tracking-uri", uri, "--port", str(port)],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 180
         while "MLflow UI: http://" not in log.read_text():
@@ -64,8 +89,9 @@ def test_url_printed_once_the_server_answers_and_no_access_log(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
             assert answer.status == 200
         for _ in range(3):
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10",
-                                   timeout=10).read()
+            urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10", timeout=10
+            ).read()
         assert f"MLflow UI: http://127.0.0.1:{port}/#/experiments?" in log.read_text()
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it

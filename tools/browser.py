@@ -19,8 +19,15 @@ ARTIFACT_NODE = "[data-testid=artifact-tree-node]"
 CHART_CARD = "[data-testid=experiment-view-compare-runs-card]"  # one chart on a run's Model metrics tab
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMEDRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-dev-shm-usage", "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+]
 
 
 def find_chromium() -> tuple[str, str]:
@@ -28,8 +35,10 @@ def find_chromium() -> tuple[str, str]:
     browser = next((p for p in CHROMIUM if Path(p).is_file()), shutil.which("chromium"))
     driver = next((p for p in CHROMEDRIVER if Path(p).is_file()), shutil.which("chromedriver"))
     if not (browser and driver):
-        raise RuntimeError("headless Chromium not found: apt-get install chromium chromium-driver "
-                           "(make test installs them when run as root)")
+        raise RuntimeError(
+            "headless Chromium not found: apt-get install chromium chromium-driver "
+            "(make test installs them when run as root)"
+        )
     return browser, driver
 
 
@@ -55,26 +64,37 @@ class UiPage:
 
         self.driver, self.url = driver, url
         # React re-renders replace elements under a reference: such a poll is simply retried
-        self.wait = WebDriverWait(driver, timeout_s, poll_frequency=0.25,
-                                  ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+        self.wait = WebDriverWait(
+            driver,
+            timeout_s,
+            poll_frequency=0.25,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+        )
 
     def open(self, route: str) -> None:
         """A hash route, e.g. 'experiments/1/runs'; closes the assistant panel that covers the page."""
         sep = "&" if "?" in route else "?"
         self.driver.get(f"{self.url}/#/{route}{sep}{ML_VIEW}")
-        self.find("[data-testid=experiment-runs-link], [data-component-id='mlflow.assistant.chat_panel.close'], [role=tab]")
-        for button in self.driver.find_elements("css selector", "[data-component-id='mlflow.assistant.chat_panel.close']"):
+        self.find(
+            "[data-testid=experiment-runs-link], [data-component-id='mlflow.assistant.chat_panel.close'], [role=tab]"
+        )
+        for button in self.driver.find_elements(
+            "css selector", "[data-component-id='mlflow.assistant.chat_panel.close']"
+        ):
             if button.is_displayed():
                 button.click()
 
     def find(self, css: str):
         """The first element matching `css` once it is on the page."""
-        return self.wait.until(lambda d: next(iter(d.find_elements("css selector", css)), None),
-                               message=f"no element {css!r} on {self.driver.current_url}")
+        return self.wait.until(
+            lambda d: next(iter(d.find_elements("css selector", css)), None),
+            message=f"no element {css!r} on {self.driver.current_url}",
+        )
 
     def find_text(self, text: str, css: str | None = None):
         """A visible element whose text contains `text`: the last match of `css` (the innermost
         where matches nest), else the innermost element of the page."""
+
         def match(d):
             if css:
                 found = [e for e in d.find_elements("css selector", css) if text in e.text]
@@ -86,22 +106,28 @@ class UiPage:
 
     def tab(self, name: str) -> None:
         """A run page's tab: Overview, Model metrics, System metrics, Traces, Artifacts."""
-        self.wait.until(lambda d: [t for t in d.find_elements("css selector", "[role=tab]") if t.text == name],
-                        message=f"no tab {name!r}")[0].click()
+        self.wait.until(
+            lambda d: [t for t in d.find_elements("css selector", "[role=tab]") if t.text == name],
+            message=f"no tab {name!r}",
+        )[0].click()
 
     def open_artifact(self, path: str) -> None:
         """On a run's Artifacts tab: unfold the folders of `path` ('images/a.png') and select the file."""
         for name in path.split("/"):
-            self.wait.until(lambda d: [e for e in d.find_elements("css selector", ARTIFACT_NODE) if e.text == name],
-                            message=f"no artifact {name!r} on {self.driver.current_url}")[0].click()
+            self.wait.until(
+                lambda d: [e for e in d.find_elements("css selector", ARTIFACT_NODE) if e.text == name],
+                message=f"no artifact {name!r} on {self.driver.current_url}",
+            )[0].click()
 
     def previewed_image(self):
         """The artifact preview's <img> once it has loaded pixels (the empty preview's
         placeholder is an inline data: image, a loaded artifact a blob: URL)."""
+
         def loaded(d):
             for img in d.find_elements("css selector", ".mlflow-artifact-right img"):
                 if img.get_attribute("src").startswith("blob:") and d.execute_script(
-                        "return arguments[0].complete && arguments[0].naturalWidth > 0", img):
+                    "return arguments[0].complete && arguments[0].naturalWidth > 0", img
+                ):
                     return img
             return None
 
@@ -113,16 +139,21 @@ class UiPage:
         into view: charts are drawn only when in view."""
         header = self.find_text(section, "[data-testid=experiment-view-compare-runs-section-header]")
         self.driver.execute_script("arguments[0].scrollIntoView()", header)
-        card = self.wait.until(lambda d: next((c for c in d.find_elements("css selector", CHART_CARD)
-                                               if c.text.split("\n")[0] == title), None),
-                               message=f"no chart {title!r} in section {section!r}")
+        card = self.wait.until(
+            lambda d: next(
+                (c for c in d.find_elements("css selector", CHART_CARD) if c.text.split("\n")[0] == title), None
+            ),
+            message=f"no chart {title!r} in section {section!r}",
+        )
         self.driver.execute_script("arguments[0].scrollIntoView()", card)
         return card
 
     def line_chart(self, title: str, section: str):
         """A metric's chart once Plotly drew its line(s): the line elements."""
-        return self.wait.until(lambda _: self.chart_card(title, section).find_elements("css selector", ".js-plotly-plot path.js-line"),
-                               message=f"the chart {title!r} drew no line")
+        return self.wait.until(
+            lambda _: self.chart_card(title, section).find_elements("css selector", ".js-plotly-plot path.js-line"),
+            message=f"the chart {title!r} drew no line",
+        )
 
     def image_chart(self, key: str, step: int):
         """The image chart of `key` (one logged image per step) moved to `step`; its <img> once
@@ -133,12 +164,20 @@ class UiPage:
 
         def shown(_):
             card = self.chart_card(key, "Model metrics")  # found again: the card re-renders
-            image = next((img for img in card.find_elements("css selector", "img[src*=get-artifact]")
-                          if wanted in img.get_attribute("src") and self.natural_size(img)[0] > 0), None)
+            image = next(
+                (
+                    img
+                    for img in card.find_elements("css selector", "img[src*=get-artifact]")
+                    if wanted in img.get_attribute("src") and self.natural_size(img)[0] > 0
+                ),
+                None,
+            )
             if image is None:
                 thumb = card.find_element("css selector", "[role=slider]")
                 thumb.click()
-                thumb.send_keys(Keys.ARROW_RIGHT if int(thumb.get_attribute("aria-valuenow")) < step else Keys.ARROW_LEFT)
+                thumb.send_keys(
+                    Keys.ARROW_RIGHT if int(thumb.get_attribute("aria-valuenow")) < step else Keys.ARROW_LEFT
+                )
             return image
 
         image = self.wait.until(shown, message=f"image chart {key!r} showed no image of step {step}")
@@ -152,9 +191,17 @@ class UiPage:
         select = self.find_text("Metrics:").find_element("xpath", "following-sibling::div[1]")
         select.find_element("css selector", ".du-bois-light-select-selector").click()
         select.find_element("css selector", "input").send_keys(metric)  # the option list is virtualized: filter it
-        self.wait.until(lambda d: next((o for o in d.find_elements("css selector", "[role=option], .du-bois-light-select-item-option")
-                                        if metric in (o.get_attribute("title"), o.text) and o.is_displayed()), None),
-                        message=f"no metric {metric!r} to choose").click()
+        self.wait.until(
+            lambda d: next(
+                (
+                    o
+                    for o in d.find_elements("css selector", "[role=option], .du-bois-light-select-item-option")
+                    if metric in (o.get_attribute("title"), o.text) and o.is_displayed()
+                ),
+                None,
+            ),
+            message=f"no metric {metric!r} to choose",
+        ).click()
         select.find_element("css selector", "input").send_keys(Keys.ESCAPE)
         for item in select.find_elements("css selector", ".du-bois-light-select-selection-item"):
             if item.text != metric:
@@ -177,4 +224,4 @@ class UiPage:
 
 
 def _xpath_str(text: str) -> str:
-    return f"'{text}'" if "'" not in text else 'concat(' + ", \"'\", ".join(f"'{p}'" for p in text.split("'")) + ')'
+    return f"'{text}'" if "'" not in text else "concat(" + ', "\'", '.join(f"'{p}'" for p in text.split("'")) + ")"

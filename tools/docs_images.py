@@ -58,8 +58,10 @@ def grids_over_steps(uri: str, run_id: str, out: Path) -> Path:
 
     grids = logged_grids(uri, run_id)
     with tempfile.TemporaryDirectory() as tmp:
-        images = {step: matplotlib.image.imread(tracking.fetch_artifact(uri, run_id, path, tmp))
-                  for step, path in grids.items()}
+        images = {
+            step: matplotlib.image.imread(tracking.fetch_artifact(uri, run_id, path, tmp))
+            for step, path in grids.items()
+        }
     fig, axes = plots.plt.subplots(1, len(images), figsize=(2.2 * len(images), 2.5), dpi=100)
     for ax, (step, image) in zip(axes, images.items()):
         ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -145,24 +147,44 @@ def main() -> None:
             started = time.monotonic()
             every = args.dcgan_steps // 4
             data = [f"data.path={args.mnist}"] if args.mnist else []
-            gan_runner(["model=dcgan", f"train_steps={args.dcgan_steps}", f"sample_every={every}",
-                        f"eval_every={every}", "tracking.log_model=false", "checkpoint.every=0",
-                        "tracking.run_name=docs dcgan", *data], cwd=work)
+            gan_runner(
+                [
+                    "model=dcgan",
+                    f"train_steps={args.dcgan_steps}",
+                    f"sample_every={every}",
+                    f"eval_every={every}",
+                    "tracking.log_model=false",
+                    "checkpoint.every=0",
+                    "tracking.run_name=docs dcgan",
+                    *data,
+                ],
+                cwd=work,
+            )
             print(f"dcgan: {time.monotonic() - started:.0f} s", flush=True)
             (dcgan,) = tracking.experiment_runs(uri, "dcgan")
             shrink(grids_over_steps(uri, dcgan.info.run_id, args.out / "dcgan_samples_over_steps.png"))
 
         started = time.monotonic()
-        gan_runner(["-m", f"optimizer.g.learning_rate={SWEEP_LRS}", "checkpoint.every=0",
-                    f"hydra.sweep.dir={work / 'multirun'}"], cwd=work)
+        gan_runner(
+            [
+                "-m",
+                f"optimizer.g.learning_rate={SWEEP_LRS}",
+                "checkpoint.every=0",
+                f"hydra.sweep.dir={work / 'multirun'}",
+            ],
+            cwd=work,
+        )
         print(f"1-D sweep: {time.monotonic() - started:.0f} s", flush=True)
         jobs = [r for r in tracking.experiment_runs(uri, "gaussian1d") if r.data.tags.get("sweep.role") != "parent"]
         (seed_job,) = [r for r in jobs if float(r.data.params["optimizer.g.learning_rate"]) == 5e-4]
         if not args.ui_only:
             shrink(best_kde_plot(uri, seed_job, args.out / "kde_1d.png"))
         shrink(compare_screenshot(work, jobs, "eval/kl_target", args.out / "mlflow_compare.png"))
-        shrink(runs_screenshot(work, seed_job.data.tags["mlflow.parentRunId"], "eval/kl_target",
-                               args.out / "mlflow_runs.png"))
+        shrink(
+            runs_screenshot(
+                work, seed_job.data.tags["mlflow.parentRunId"], "eval/kl_target", args.out / "mlflow_runs.png"
+            )
+        )
 
 
 if __name__ == "__main__":

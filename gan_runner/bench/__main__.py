@@ -21,13 +21,19 @@ from gan_runner.bench.quality import bench_quality
 from gan_runner.bench.sweep import bench_sweep
 from gan_runner.bench.techniques import PRESETS, bench_techniques
 
-SECTIONS = {"gaussian1d": bench_gaussian1d, "sweep": bench_sweep, "dcgan": bench_dcgan,
-            "quality": bench_quality, "techniques": bench_techniques}  # techniques' options: bound in main()
+SECTIONS = {
+    "gaussian1d": bench_gaussian1d,
+    "sweep": bench_sweep,
+    "dcgan": bench_dcgan,
+    "quality": bench_quality,
+    "techniques": bench_techniques,
+}  # techniques' options: bound in main()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m gan_runner.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m gan_runner.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("sections", nargs="*", help=f"any of: {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
     techniques = parser.add_argument_group("techniques (gan_runner/bench/techniques.py)")
@@ -42,9 +48,14 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown section {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
     SECTIONS["techniques"] = functools.partial(
-        bench_techniques, steps=[int(n) for n in args.steps.split(",")], seeds=args.seeds,
-        presets=args.presets.split(","), equal_time=not args.no_equal_time, out=args.out,
-        parts=tuple(args.parts.split(",")))
+        bench_techniques,
+        steps=[int(n) for n in args.steps.split(",")],
+        seeds=args.seeds,
+        presets=args.presets.split(","),
+        equal_time=not args.no_equal_time,
+        out=args.out,
+        parts=tuple(args.parts.split(",")),
+    )
     for name in args.sections or SECTIONS:
         SECTIONS[name](args.repeats)
 

@@ -18,8 +18,12 @@ def cli_run(args: list[str], store: str) -> float:
     """Run `python -m gan_runner` as a user would; return its wall time in seconds."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "gan_runner", f"tracking.uri={store}", *args],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "gan_runner", f"tracking.uri={store}", *args],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -42,8 +46,14 @@ def timed_cli(args: list[str], folder: Path) -> tuple[float, float, list[dict[st
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("MLFLOW_TRACKING_URI", None)
     cpu_before, started = _children_cpu(), time.perf_counter()
-    subprocess.run([sys.executable, "-m", "gan_runner", *args, f"tracking.uri={store}"], cwd=folder, check=True,
-                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "gan_runner", *args, f"tracking.uri={store}"],
+        cwd=folder,
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wall, cpu = time.perf_counter() - started, _children_cpu() - cpu_before
     client = MlflowClient(tracking_uri=store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -127,10 +127,16 @@ def worker(steps: int, overrides: list[str]) -> dict:
     gan = gans[UPDATES[0]]
     g_f = forward_flops(gan.generator, (gan.config.latent_dim,))
     d_f = forward_flops(gan.discriminator, tuple(real.shape[1:]))
-    return {"wall": wall, "cpu": cpu, "flops": {u: step_flops(g_f, d_f, BATCH, u) for u in UPDATES},
-            "onednn": bool(_pywrap_util_port.IsMklEnabled()),
-            "threads": [tf.config.threading.get_intra_op_parallelism_threads(),
-                        tf.config.threading.get_inter_op_parallelism_threads()]}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "flops": {u: step_flops(g_f, d_f, BATCH, u) for u in UPDATES},
+        "onednn": bool(_pywrap_util_port.IsMklEnabled()),
+        "threads": [
+            tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads(),
+        ],
+    }
 
 
 def _data_args() -> list[str]:
@@ -141,8 +147,13 @@ def _data_args() -> list[str]:
 def _run_worker(steps: int, overrides: list[str]) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # trainer.onednn decides
-    out = subprocess.run([sys.executable, "-m", "gan_runner.bench.dcgan", "--worker", "--steps", str(steps), *overrides],
-                         env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "gan_runner.bench.dcgan", "--worker", "--steps", str(steps), *overrides],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"bench worker {overrides} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -156,15 +167,30 @@ def peak_rss_of_default_run(steps: int = 50) -> tuple[float, str, float]:
     with everything else default (batch 64, eval, sample grid, weights, the Keras model), on
     60,000 Fashion-MNIST images when installed (the size of MNIST's training set), else on the
     MNIST folder of $GAN_RUNNER_MNIST. os.wait4 gives that one child's rusage."""
-    data_args, what = (["data=fashion_mnist"], "Fashion-MNIST, 60,000 images") if FASHION.is_dir() else \
-        (_data_args(), "MNIST test digits, 10,000 images")
+    data_args, what = (
+        (["data=fashion_mnist"], "Fashion-MNIST, 60,000 images")
+        if FASHION.is_dir()
+        else (_data_args(), "MNIST test digits, 10,000 images")
+    )
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         env.pop("TF_ENABLE_ONEDNN_OPTS", None)
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "gan_runner", "model=dcgan", f"train_steps={steps}",
-                                 f"tracking.uri=sqlite:///{Path(tmp) / 'mlflow.db'}", *data_args],
-                                cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gan_runner",
+                "model=dcgan",
+                f"train_steps={steps}",
+                f"tracking.uri=sqlite:///{Path(tmp) / 'mlflow.db'}",
+                *data_args,
+            ],
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         if os.waitstatus_to_exitcode(status) != 0:
@@ -185,10 +211,23 @@ def bench_dcgan(repeats: int, steps: int = 5) -> None:
             results[label].append(_run_worker(steps, overrides))
     rss, rss_data, rss_wall = peak_rss_of_default_run()
 
-    table = Table(title=f"dcgan, batch {BATCH}: median over {repeats} x {steps} steps per row "
-                        f"(load average {load:.1f} on {os.cpu_count()} cores at the start)")
-    for column in ("variant", "update", "s/step", "steps/s", "vs first row", "GFLOP/step", "GFLOP/s",
-                   "% of matmul peak", "CPU s/step", "GFLOP per CPU s", "% of matmul per CPU s"):
+    table = Table(
+        title=f"dcgan, batch {BATCH}: median over {repeats} x {steps} steps per row "
+        f"(load average {load:.1f} on {os.cpu_count()} cores at the start)"
+    )
+    for column in (
+        "variant",
+        "update",
+        "s/step",
+        "steps/s",
+        "vs first row",
+        "GFLOP/step",
+        "GFLOP/s",
+        "% of matmul peak",
+        "CPU s/step",
+        "GFLOP per CPU s",
+        "% of matmul per CPU s",
+    ):
         table.add_column(column, justify="left" if column in ("variant", "update") else "right")
     reference = None
     for label, runs in results.items():
@@ -199,14 +238,28 @@ def bench_dcgan(repeats: int, steps: int = 5) -> None:
             reference = reference or wall
             threads = "/".join(str(t or "TF default") for t in runs[0]["threads"])
             flags = f" [dim](oneDNN {'on' if runs[0]['onednn'] else 'off'}, intra/inter threads {threads})[/dim]"
-            table.add_row(label + flags, update, f"{wall:.3f}", f"{1 / wall:.2f}", f"{wall / reference:.2f}x",
-                          f"{flops:.1f}", f"{flops / wall:.0f}", f"{100 * flops / wall / peak:.0f}%",
-                          f"{cpu:.3f}", f"{flops / cpu:.0f}", f"{100 * flops / cpu / peak_per_cpu_s:.0f}%")
+            table.add_row(
+                label + flags,
+                update,
+                f"{wall:.3f}",
+                f"{1 / wall:.2f}",
+                f"{wall / reference:.2f}x",
+                f"{flops:.1f}",
+                f"{flops / wall:.0f}",
+                f"{100 * flops / wall / peak:.0f}%",
+                f"{cpu:.3f}",
+                f"{flops / cpu:.0f}",
+                f"{100 * flops / cpu / peak_per_cpu_s:.0f}%",
+            )
     console.print(table)
-    console.print(f"float32 matmul peak (numpy 2048 x 2048, best of 7): {peak:.0f} GFLOP/s, {peak_per_cpu_s:.0f} GFLOP "
-                  f"per CPU second. Target: <= 0.5 s/step. On a busy machine trust the CPU columns and the ratios.")
-    console.print(f"peak RSS of a default run (train_steps=50, {rss_data}): {rss:.0f} MiB in {rss_wall:.0f} s "
-                  f"(target <= 2048 MiB)")
+    console.print(
+        f"float32 matmul peak (numpy 2048 x 2048, best of 7): {peak:.0f} GFLOP/s, {peak_per_cpu_s:.0f} GFLOP "
+        f"per CPU second. Target: <= 0.5 s/step. On a busy machine trust the CPU columns and the ratios."
+    )
+    console.print(
+        f"peak RSS of a default run (train_steps=50, {rss_data}): {rss:.0f} MiB in {rss_wall:.0f} s "
+        f"(target <= 2048 MiB)"
+    )
 
 
 def main() -> None:

@@ -26,7 +26,11 @@ def bench_gaussian1d(repeats: int) -> None:
     table.add_column("target", justify="right")
 
     def row(name, values, target, fmt="{:.3f}"):
-        table.add_row(name, f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]", target)
+        table.add_row(
+            name,
+            f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]",
+            target,
+        )
 
     row("training loop (s, incl. tracing + eval + KDE plots)", loops, "<= 1.6")
     row("  of which evaluation (s, 100 x 20,000 fakes)", [m["perf/eval_s"] for m in metrics], "")
@@ -34,7 +38,14 @@ def bench_gaussian1d(repeats: int) -> None:
     row("  steps + tracing (s)", [m["perf/loop_s"] - m["perf/eval_s"] - m["perf/pictures_s"] for m in metrics], "")
     row("steps/s (whole loop)", [3000 / x for x in loops], "", "{:.0f}")
     row("whole CLI wall time (s)", walls, "<= 12")
-    for key, target in (("eval/kl", "<= 0.27"), ("eval/kl_target", "<= 0.02"), ("eval/mean", "|x| <= 0.1"),
-                        ("eval/std", "|x-1| <= 0.1"), ("eval/kl_floor", "~0.20"), ("eval/w1", ""), ("eval/ks", "")):
+    for key, target in (
+        ("eval/kl", "<= 0.27"),
+        ("eval/kl_target", "<= 0.02"),
+        ("eval/mean", "|x| <= 0.1"),
+        ("eval/std", "|x-1| <= 0.1"),
+        ("eval/kl_floor", "~0.20"),
+        ("eval/w1", ""),
+        ("eval/ks", ""),
+    ):
         row(key, [m[key] for m in metrics], target, "{:.4f}")
     console.print(table)

@@ -48,7 +48,7 @@ def measure_costs(cache: Path, repeats: int) -> dict:
     n = int(cfg.eval.n_fake)
     # the floor's second set scored like fakes: its FD is eval/fd_floor; the MNIST score and
     # coverage of real digits
-    real_scores = judge.scores(judge.split.reference.images[n:2 * n].astype(np.float32)[..., None] / 255.0)
+    real_scores = judge.scores(judge.split.reference.images[n : 2 * n].astype(np.float32)[..., None] / 255.0)
     real = data.load(cfg.data, cfg.seed)
     gan = train.build_gan(cfg, real)
 
@@ -74,18 +74,32 @@ def measure_costs(cache: Path, repeats: int) -> dict:
         started = time.perf_counter()
         dcgan.evaluate(generate, real, cfg, 0)
         evals.append(time.perf_counter() - started)
-    return {"n": n, "eval_every": int(cfg.eval_every), "step_s": step_s, "eval_s": statistics.median(evals),
-            "generate_s": statistics.median(gens), "train_s": judge.classifier.train_s, "accuracy": judge.accuracy,
-            "n_train": len(judge.split.train.labels), "updates": int(cfg.eval.classifier.train_steps),
-            "real": real_scores}
+    return {
+        "n": n,
+        "eval_every": int(cfg.eval_every),
+        "step_s": step_s,
+        "eval_s": statistics.median(evals),
+        "generate_s": statistics.median(gens),
+        "train_s": judge.classifier.train_s,
+        "accuracy": judge.accuracy,
+        "n_train": len(judge.split.train.labels),
+        "updates": int(cfg.eval.classifier.train_steps),
+        "real": real_scores,
+    }
 
 
 def bench_quality(repeats: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "classifier"
         costs = measure_costs(cache, repeats)
-        common = ["model=dcgan", *_data_args(), f"eval.classifier.cache_dir={cache}", "tracking.log_model=false",
-                  "checkpoint.every=0", "seed=0"]
+        common = [
+            "model=dcgan",
+            *_data_args(),
+            f"eval.classifier.cache_dir={cache}",
+            "tracking.log_model=false",
+            "checkpoint.every=0",
+            "seed=0",
+        ]
         rows: list[tuple[str, dict]] = []
         for i, (label, update) in enumerate(UPDATES.items()):
             folder = Path(tmp) / f"run{i}"
@@ -107,23 +121,39 @@ def _print(costs: dict, rows: list[tuple[str, dict]]) -> None:
     for column in ("run", "loop s", "eval/fd", "eval/mnist_score", "eval/coverage"):
         table.add_column(column, justify="left" if column == "run" else "right")
     for label, m in rows:
-        table.add_row(label, f"{m['perf/loop_s']:.0f}", f"{m['eval/fd']:.2f}", f"{m['eval/mnist_score']:.2f}",
-                      f"{m['eval/coverage']:.0f}")
+        table.add_row(
+            label,
+            f"{m['perf/loop_s']:.0f}",
+            f"{m['eval/fd']:.2f}",
+            f"{m['eval/mnist_score']:.2f}",
+            f"{m['eval/coverage']:.0f}",
+        )
     r = costs["real"]  # r["fd"] is the floor
-    table.add_row(f"{n} real reference digits (eval/fd_floor)", "", f"{r['fd']:.2f}", f"{r['mnist_score']:.2f}",
-                  f"{r['coverage']}")
+    table.add_row(
+        f"{n} real reference digits (eval/fd_floor)",
+        "",
+        f"{r['fd']:.2f}",
+        f"{r['mnist_score']:.2f}",
+        f"{r['coverage']}",
+    )
     console.print(table)
     cost = Table(title="What judging costs")
     cost.add_column("figure")
     cost.add_column("value", justify="right")
     cost.add_column("target", justify="right")
-    cost.add_row(f"classifier training ({costs['n_train']} digits, {costs['updates']} updates), s", f"{costs['train_s']:.1f}",
-                 "<= 60")
+    cost.add_row(
+        f"classifier training ({costs['n_train']} digits, {costs['updates']} updates), s",
+        f"{costs['train_s']:.1f}",
+        "<= 60",
+    )
     cost.add_row("classifier accuracy on the held-out reference digits", f"{costs['accuracy']:.4f}", ">= 0.97")
     cost.add_row(f"one evaluation of N={n} (generate + classify + metrics), s", f"{costs['eval_s']:.2f}", "")
     cost.add_row(f"  of which generating {n} fakes, s", f"{costs['generate_s']:.2f}", "")
     between = costs["eval_every"] * costs["step_s"]
-    cost.add_row(f"training between evaluations ({costs['eval_every']} steps x {costs['step_s'] * 1000:.0f} ms), s",
-                 f"{between:.1f}", "")
+    cost.add_row(
+        f"training between evaluations ({costs['eval_every']} steps x {costs['step_s'] * 1000:.0f} ms), s",
+        f"{between:.1f}",
+        "",
+    )
     cost.add_row("evaluation / training between evaluations", f"{costs['eval_s'] / between:.1%}", "< 10%")
     console.print(cost)

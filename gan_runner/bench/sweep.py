@@ -36,7 +36,13 @@ def bench_sweep(repeats: int) -> None:
             for k, (length, name) in enumerate(cases):
                 folder = Path(tmp) / f"{i}-case{k}"
                 folder.mkdir()
-                args = ["-m", f"hydra.sweep.dir={folder / 'multirun'}", f"seed={seeds}", *LENGTHS[length], *LAUNCHERS[name]]
+                args = [
+                    "-m",
+                    f"hydra.sweep.dir={folder / 'multirun'}",
+                    f"seed={seeds}",
+                    *LENGTHS[length],
+                    *LAUNCHERS[name],
+                ]
                 wall, cpu, metrics = timed_cli(args, folder)
                 assert len(metrics) == JOBS, f"{name}: {len(metrics)} of {JOBS} jobs logged"
                 walls[length, name].append(wall)
@@ -62,10 +68,16 @@ def bench_sweep(repeats: int) -> None:
             row(f"{length}: {name}: sweep wall time (s)", walls[length, name])
             row(f"{length}: {name}: CPU time, all processes (s)", cpus[length, name])
             row(f"{length}: {name}: training loops, sum over jobs (s)", loops[length, name])
-        row(f"{length}: speed-up of joblib over basic (x)",
-            [b / j for b, j in zip(walls[length, basic], walls[length, joblib])], ">= 1.6", "{:.2f}")
-        row(f"{length}: basic: per-job time outside the loop (s)",
-            [(w - s) / JOBS for w, s in zip(walls[length, basic], loops[length, basic])])
+        row(
+            f"{length}: speed-up of joblib over basic (x)",
+            [b / j for b, j in zip(walls[length, basic], walls[length, joblib])],
+            ">= 1.6",
+            "{:.2f}",
+        )
+        row(
+            f"{length}: basic: per-job time outside the loop (s)",
+            [(w - s) / JOBS for w, s in zip(walls[length, basic], loops[length, basic])],
+        )
     row("one standalone run: wall time (s)", single_walls)
     row("one standalone run: training loop perf/loop_s (s)", single_loops, "", "{:.2f}")
     row("one standalone run: start, imports, MLflow, rest (s)", [w - s for w, s in zip(single_walls, single_loops)])

@@ -24,9 +24,13 @@ from pathlib import Path
 
 PRESETS = ("seed_dcgan", "dcgan_ema", "dcgan_lsgan", "dcgan_hinge_sn", "dcgan_wgan_gp")
 LOSSES_1D = {"": "ns,minimax,hinge,wasserstein,lsgan", "penalty=gp": "wasserstein"}
-OVERHEADS = {"plain (ns)": [], "penalty=gp": ["penalty=gp"], "penalty=r1": ["penalty=r1"],
-             "model.d_spectral_norm=true": ["model.d_spectral_norm=true"],
-             "trainer.d_steps=5": ["trainer.d_steps=5"]}
+OVERHEADS = {
+    "plain (ns)": [],
+    "penalty=gp": ["penalty=gp"],
+    "penalty=r1": ["penalty=r1"],
+    "model.d_spectral_norm=true": ["model.d_spectral_norm=true"],
+    "trainer.d_steps=5": ["trainer.d_steps=5"],
+}
 EXPERIMENT = "techniques"
 
 
@@ -38,9 +42,23 @@ def _data_args() -> list[str]:
 def _cli(args: list[str], store: str, cwd: Path, experiment: str = EXPERIMENT) -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    subprocess.run([sys.executable, "-m", "gan_runner", *args, f"tracking.uri={store}",
-                    f"tracking.experiment={experiment}", "tracking.log_model=false", "checkpoint.every=0"],
-                   cwd=cwd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gan_runner",
+            *args,
+            f"tracking.uri={store}",
+            f"tracking.experiment={experiment}",
+            "tracking.log_model=false",
+            "checkpoint.every=0",
+        ],
+        cwd=cwd,
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _runs(store: str, experiment: str = EXPERIMENT) -> list:
@@ -49,8 +67,11 @@ def _runs(store: str, experiment: str = EXPERIMENT) -> list:
     client = MlflowClient(tracking_uri=store)
     exp = client.get_experiment_by_name(experiment)
     # a sweep's parent run (gan_runner.sweep) holds no training metrics: left out
-    return [r for r in client.search_runs([exp.experiment_id], max_results=5000)
-            if r.info.status == "FINISHED" and "perf/loop_s" in r.data.metrics]
+    return [
+        r
+        for r in client.search_runs([exp.experiment_id], max_results=5000)
+        if r.info.status == "FINISHED" and "perf/loop_s" in r.data.metrics
+    ]
 
 
 def _mean_std(values: list[float], fmt: str = "{:.2f}") -> str:
@@ -67,8 +88,18 @@ def bench_1d(store: str, tmp: Path, seeds: int) -> None:
 
     seed_list = ",".join(str(s) for s in range(seeds))
     for extra, losses in LOSSES_1D.items():
-        _cli(["-m", f"loss={losses}", f"seed={seed_list}", *([extra] if extra else []),
-              f"hydra.sweep.dir={tmp / 'multirun'}"], store, tmp, "gaussian1d")
+        _cli(
+            [
+                "-m",
+                f"loss={losses}",
+                f"seed={seed_list}",
+                *([extra] if extra else []),
+                f"hydra.sweep.dir={tmp / 'multirun'}",
+            ],
+            store,
+            tmp,
+            "gaussian1d",
+        )
     rows: dict[str, list] = {}
     for run in _runs(store, "gaussian1d"):
         tags = run.data.tags
@@ -78,8 +109,13 @@ def bench_1d(store: str, tmp: Path, seeds: int) -> None:
     for column in ("loss", "eval/kl_target", "eval/w1", "eval/std (target 1)", "floor (kl_target of real)"):
         table.add_column(column, justify="left" if column == "loss" else "right")
     for label, metrics in rows.items():
-        table.add_row(label, *(_mean_std([m[k] for m in metrics], "{:.4f}") for k in
-                               ("eval/kl_target", "eval/w1", "eval/std", "eval/kl_target_floor")))
+        table.add_row(
+            label,
+            *(
+                _mean_std([m[k] for m in metrics], "{:.4f}")
+                for k in ("eval/kl_target", "eval/w1", "eval/std", "eval/kl_target_floor")
+            ),
+        )
     console.print(table)
 
 
@@ -123,15 +159,31 @@ def _train_s(m: dict) -> float:
     return m["perf/loop_s"] - m.get("perf/eval_s", 0.0) - m.get("perf/pictures_s", 0.0)
 
 
-def bench_presets(store: str, tmp: Path, steps: list[int], seeds: int, presets: list[str], equal_time: bool,
-                  out: Path) -> None:
+def bench_presets(
+    store: str, tmp: Path, steps: list[int], seeds: int, presets: list[str], equal_time: bool, out: Path
+) -> None:
     # Hydra override values: no '=', ',' or '()' in run names. The three metrics of the table only.
-    common = ["model=dcgan", *_data_args(), "sample_every=100000", "plot_every=100000",
-              "eval.metrics=[fd,mnist_score,coverage]"]
+    common = [
+        "model=dcgan",
+        *_data_args(),
+        "sample_every=100000",
+        "plot_every=100000",
+        "eval.metrics=[fd,mnist_score,coverage]",
+    ]
     plan = [(p, n, s, f"{p}/{n} steps") for n in steps for p in presets for s in range(seeds)]
     for preset, n, seed, group in plan:
-        _cli([f"experiment={preset}", *common, f"train_steps={n}", f"eval_every={max(1, n // 10)}",
-              f"seed={seed}", f"tracking.run_name={group}"], store, tmp)
+        _cli(
+            [
+                f"experiment={preset}",
+                *common,
+                f"train_steps={n}",
+                f"eval_every={max(1, n // 10)}",
+                f"seed={seed}",
+                f"tracking.run_name={group}",
+            ],
+            store,
+            tmp,
+        )
     if equal_time and "seed_dcgan" in presets:
         longest = max(steps)
         by_group: dict[str, list] = {}
@@ -145,8 +197,18 @@ def bench_presets(store: str, tmp: Path, steps: list[int], seeds: int, presets: 
             n = max(1, round(budget / per_step))
             for seed in range(seeds):
                 name = f"{preset}/{n} steps at equal time {budget:.0f}s"
-                _cli([f"experiment={preset}", *common, f"train_steps={n}", f"eval_every={max(1, n // 10)}",
-                      f"seed={seed}", f"tracking.run_name={name}"], store, tmp)
+                _cli(
+                    [
+                        f"experiment={preset}",
+                        *common,
+                        f"train_steps={n}",
+                        f"eval_every={max(1, n // 10)}",
+                        f"seed={seed}",
+                        f"tracking.run_name={name}",
+                    ],
+                    store,
+                    tmp,
+                )
     _report(store, out)
 
 
@@ -165,19 +227,24 @@ def _report(store: str, out: Path) -> None:
     for run in _runs(store):
         group = run.data.tags["mlflow.runName"]
         groups.setdefault(group, []).append(run)
-        curves += [{"preset": group, "seed": run.data.tags["seed"], "step": m.step, "eval/fd": m.value}
-                   for m in client.get_metric_history(run.info.run_id, "eval/fd")]
+        curves += [
+            {"preset": group, "seed": run.data.tags["seed"], "step": m.step, "eval/fd": m.value}
+            for m in client.get_metric_history(run.info.run_id, "eval/fd")
+        ]
     table = Table(title="DCGAN presets on MNIST (eval.n_fake=2000): last evaluation, mean +- std over seeds")
     for column in ("preset / steps", "eval/fd", "eval/mnist_score", "eval/coverage", "s/step (training)"):
         table.add_column(column, justify="left" if column.startswith("preset") else "right")
     for group, runs in sorted(groups.items()):
         metrics = [r.data.metrics for r in runs]
         steps = int(group.split("/")[1].split()[0])
-        table.add_row(group, *(_mean_std([m[k] for m in metrics]) for k in ("eval/fd", "eval/mnist_score",
-                                                                            "eval/coverage")),
-                      _mean_std([_train_s(m) / steps for m in metrics], "{:.3f}"))
-    floor = [r.data.metrics["eval/fd_floor"] for runs in groups.values() for r in runs
-             if "eval/fd_floor" in r.data.metrics]
+        table.add_row(
+            group,
+            *(_mean_std([m[k] for m in metrics]) for k in ("eval/fd", "eval/mnist_score", "eval/coverage")),
+            _mean_std([_train_s(m) / steps for m in metrics], "{:.3f}"),
+        )
+    floor = [
+        r.data.metrics["eval/fd_floor"] for runs in groups.values() for r in runs if "eval/fd_floor" in r.data.metrics
+    ]
     if floor:
         table.add_row("real digits (eval/fd_floor)", f"{statistics.mean(floor):.2f}", "", "", "")
     console.print(table)
@@ -194,9 +261,16 @@ def _report(store: str, out: Path) -> None:
     console.print(f"chart: {out}")
 
 
-def bench_techniques(repeats: int, steps: list[int], seeds: int, presets: list[str], equal_time: bool,
-                     out: Path, parts: tuple[str, ...] = ("1d", "overheads", "presets"),
-                     folder: Path = Path(".bench/techniques")) -> None:
+def bench_techniques(
+    repeats: int,
+    steps: list[int],
+    seeds: int,
+    presets: list[str],
+    equal_time: bool,
+    out: Path,
+    parts: tuple[str, ...] = ("1d", "overheads", "presets"),
+    folder: Path = Path(".bench/techniques"),
+) -> None:
     """The runs go to a fresh SQLite store in `folder` (kept: a later failure loses no runs)."""
     folder = folder.resolve() / time.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True)

@@ -6,9 +6,24 @@ not pull in checks.py, which needs the registry."""
 
 import importlib
 
-__all__ = ["CONF_DIR", "ConfigError", "DATA_SCHEMAS", "MODEL_SCHEMAS", "OPTIMIZER_COMMON_PARAMS", "OPTIMIZER_PARAMS",
-           "RunConf", "check_group_overrides", "compose", "did_you_mean", "flatten", "group_options", "known_keys",
-           "user_keys", "validate", "with_defaults"]
+__all__ = [
+    "CONF_DIR",
+    "ConfigError",
+    "DATA_SCHEMAS",
+    "MODEL_SCHEMAS",
+    "OPTIMIZER_COMMON_PARAMS",
+    "OPTIMIZER_PARAMS",
+    "RunConf",
+    "check_group_overrides",
+    "compose",
+    "did_you_mean",
+    "flatten",
+    "group_options",
+    "known_keys",
+    "user_keys",
+    "validate",
+    "with_defaults",
+]
 
 
 def __getattr__(name: str):

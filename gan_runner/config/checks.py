@@ -168,6 +168,7 @@ def _as_int(value: Any) -> Any:
 def known_keys() -> list[str]:
     """Every dotted key the schemas know (model and data keys of every choice, schedule
     parameters): the candidates for a did-you-mean hint."""
+
     def walk(schema: type, prefix: str) -> list[str]:
         out = []
         for name, kind in typing.get_type_hints(schema).items():
@@ -194,8 +195,12 @@ def did_you_mean(key: str) -> str:
         return "".join(word[0] for word in name.split("_") if word)
 
     def close(name: str) -> bool:
-        return (name == last or initials(name) == last or (len(last) >= 3 and name.startswith(last))
-                or difflib.SequenceMatcher(None, name, last).ratio() >= 0.8)
+        return (
+            name == last
+            or initials(name) == last
+            or (len(last) >= 3 and name.startswith(last))
+            or difflib.SequenceMatcher(None, name, last).ratio() >= 0.8
+        )
 
     found = [k for k in known_keys() if k != key and close(k.split(".")[-1])]
     same_group = [k for k in found if k.split(".")[0] == root and "." in key]
@@ -205,7 +210,12 @@ def did_you_mean(key: str) -> str:
 
 
 def _type_name(reason: str) -> str:
-    for word, kind in (("Integer", "an integer"), ("Float", "a number"), ("Boolean", "true/false"), ("bool", "true/false")):
+    for word, kind in (
+        ("Integer", "an integer"),
+        ("Float", "a number"),
+        ("Boolean", "true/false"),
+        ("bool", "true/false"),
+    ):
         if word in reason:
             return kind
     return "another type"
@@ -237,8 +247,11 @@ def with_defaults(stored: Any) -> DictConfig:
     today's conf/: the config composed for its own choices of the NAMED_GROUPS, the stored
     values winning. Unknown keys stay, for validate to refuse."""
     stored = stored if isinstance(stored, DictConfig) else OmegaConf.create(stored)
-    choices = [f"{group}={name}" for group in NAMED_GROUPS
-               if (name := OmegaConf.select(stored, f"{group}.name", default=None)) in group_options(group)]
+    choices = [
+        f"{group}={name}"
+        for group in NAMED_GROUPS
+        if (name := OmegaConf.select(stored, f"{group}.name", default=None)) in group_options(group)
+    ]
     composed = OmegaConf.to_container(compose(choices))  # a plain dict: no struct flag, ${...} kept
     for key in ("experiment", "hparams_search"):
         composed.pop(key, None)
@@ -269,11 +282,17 @@ def validate(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
     out.data = _merge(DATA_SCHEMAS[data["name"]], data, "data")
     out.schedule = _check_schedule(schedule, user_keys(overrides))
     missing = sorted(OmegaConf.missing_keys(out))  # the schema has no defaults: conf/ gives them all
-    _need(not missing, f"{missing[0] if missing else ''}: no value; conf/ gives every key one "
-          "(a stored config from an older version: fill it with config.with_defaults)")
+    _need(
+        not missing,
+        f"{missing[0] if missing else ''}: no value; conf/ gives every key one "
+        "(a stored config from an older version: fill it with config.with_defaults)",
+    )
     model_kind, data_kind = registry.MODELS[out.model.name].data_kind, registry.DATA_KINDS[out.data.name]
-    _need(model_kind == data_kind, f"data: model '{out.model.name}' needs {model_kind} data, "
-          f"'{out.data.name}' is {data_kind}; choose data={' or data='.join(registry.data_for(model_kind))}")
+    _need(
+        model_kind == data_kind,
+        f"data: model '{out.model.name}' needs {model_kind} data, "
+        f"'{out.data.name}' is {data_kind}; choose data={' or data='.join(registry.data_for(model_kind))}",
+    )
     _check_ranges(out)
     _check_techniques(out, user_keys(overrides))
     MODEL_CHECKS.get(out.model.name, lambda c: None)(out)
@@ -289,8 +308,12 @@ def _check_schedule(schedule: dict, set_by_user: set[str]) -> DictConfig:
     name = schedule.get("name", "?")
     _choice("schedule", name, SCHEDULES)
     allowed = SCHEDULE_PARAMS[name]
-    out = {"name": name, **{k: v for k, v in schedule.items() if k not in ("name", "d", "g")},
-           "d": dict(schedule.get("d") or {}), "g": dict(schedule.get("g") or {})}
+    out = {
+        "name": name,
+        **{k: v for k, v in schedule.items() if k not in ("name", "d", "g")},
+        "d": dict(schedule.get("d") or {}),
+        "g": dict(schedule.get("g") or {}),
+    }
     for part, values in (("", out), ("d.", out["d"]), ("g.", out["g"])):
         for key, value in values.items():
             if part == "" and key in ("name", "d", "g"):
@@ -299,8 +322,9 @@ def _check_schedule(schedule: dict, set_by_user: set[str]) -> DictConfig:
             if key not in allowed:
                 owners = [other for other, params in SCHEDULE_PARAMS.items() if key in params]
                 hint = f"; it belongs to schedule={', '.join(owners)}" if owners else did_you_mean(where)
-                raise ConfigError(f"{where}: not a parameter of schedule '{name}'; allowed: "
-                                  f"{', '.join(allowed) or 'none'}{hint}")
+                raise ConfigError(
+                    f"{where}: not a parameter of schedule '{name}'; allowed: {', '.join(allowed) or 'none'}{hint}"
+                )
             if value is None:
                 continue
             values[key] = value = _number(where, value, allowed[key])
@@ -312,11 +336,15 @@ def _check_schedule(schedule: dict, set_by_user: set[str]) -> DictConfig:
         own = [net for net in ("d", "g") if out[net].get(key) is not None]
         if out.get(key) is None and len(own) < 2 and (name, key) not in SCHEDULE_NULLABLE:
             net = "d" if "d" not in own else "g"
-            raise ConfigError(f"schedule.{key}: schedule '{name}' needs a value for {net.upper()}; "
-                              f"schedule.{key} and schedule.{net}.{key} are both null")
+            raise ConfigError(
+                f"schedule.{key}: schedule '{name}' needs a value for {net.upper()}; "
+                f"schedule.{key} and schedule.{net}.{key} are both null"
+            )
         if out.get(key) is not None and len(own) == 2 and f"schedule.{key}" in set_by_user:
-            raise ConfigError(f"schedule.{key}: has no effect, schedule.d.{key}={out['d'][key]} and "
-                              f"schedule.g.{key}={out['g'][key]} are both set; set those instead")
+            raise ConfigError(
+                f"schedule.{key}: has no effect, schedule.d.{key}={out['d'][key]} and "
+                f"schedule.g.{key}={out['g'][key]} are both set; set those instead"
+            )
     return OmegaConf.create(out)
 
 
@@ -357,15 +385,18 @@ def _check_ranges(cfg: DictConfig) -> None:
         if key not in allowed:
             owners = [name for name, params in OPTIMIZER_PARAMS.items() if key in params]
             hint = f"; it belongs to optimizer={', '.join(owners)}" if owners else did_you_mean(where)
-            raise ConfigError(f"{where}: not a parameter of optimizer '{cfg.optimizer.name}'; allowed: "
-                              f"{', '.join(allowed)}{hint}")
+            raise ConfigError(
+                f"{where}: not a parameter of optimizer '{cfg.optimizer.name}'; allowed: {', '.join(allowed)}{hint}"
+            )
     for net in ("d", "g"):
         _positive_float(f"optimizer.{net}.learning_rate", cfg.optimizer[net].learning_rate)
     _choice("tracking", cfg.tracking.name, TRACKERS)
     _positive_float("tracking.flush_every_s", cfg.tracking.flush_every_s)
     _check_uri(cfg.tracking.uri)
     _check_register(cfg.tracking)
-    _need(cfg.checkpoint.every >= 0, f"checkpoint.every: must be >= 0 (0 = only at the end), got {cfg.checkpoint.every}")
+    _need(
+        cfg.checkpoint.every >= 0, f"checkpoint.every: must be >= 0 (0 = only at the end), got {cfg.checkpoint.every}"
+    )
     _positive_int("checkpoint.keep", cfg.checkpoint.keep)
     _need(cfg.resume != "", "resume: empty; give a run id, a checkpoint folder or 'last'")
     _choice("on_divergence", cfg.on_divergence, DIVERGENCE_POLICIES)
@@ -376,20 +407,27 @@ def _check_techniques(cfg: DictConfig, set_by_user: set[str]) -> None:
     """loss, penalty, trainer.d_steps, ema: ranges, and the combinations that cannot take effect."""
     _choice("loss", cfg.loss.name, LOSSES)
     _positive_int("trainer.d_steps", cfg.trainer.d_steps)
-    _need(cfg.trainer.d_steps == 1 or cfg.trainer["update"] == "alternating",
-          f"trainer.d_steps: {cfg.trainer.d_steps} needs trainer.update=alternating (the simultaneous update "
-          "makes one D and one G update from one G forward)")
+    _need(
+        cfg.trainer.d_steps == 1 or cfg.trainer["update"] == "alternating",
+        f"trainer.d_steps: {cfg.trainer.d_steps} needs trainer.update=alternating (the simultaneous update "
+        "makes one D and one G update from one G forward)",
+    )
     if cfg.loss.name not in LABELLED_LOSSES:
         for key in ("labels.real", "labels.fake"):
-            _need(key not in set_by_user, f"{key}: has no effect with loss={cfg.loss.name} (no targets); "
-                                          f"labels apply to loss={', '.join(LABELLED_LOSSES)}")
+            _need(
+                key not in set_by_user,
+                f"{key}: has no effect with loss={cfg.loss.name} (no targets); "
+                f"labels apply to loss={', '.join(LABELLED_LOSSES)}",
+            )
     for key in ("weight", "gamma"):
         if key in cfg.penalty:
             _positive_float(f"penalty.{key}", cfg.penalty[key])
     decay = cfg.ema.decay
     if decay is None:
-        _need("ema.start_step" not in set_by_user, "ema.start_step: has no effect while ema.decay is null (EMA off); "
-                                                    "set ema.decay too, e.g. ema.decay=0.999")
+        _need(
+            "ema.start_step" not in set_by_user,
+            "ema.start_step: has no effect while ema.decay is null (EMA off); set ema.decay too, e.g. ema.decay=0.999",
+        )
     else:
         _need(math.isfinite(decay) and 0 <= decay < 1, f"ema.decay: must be in [0, 1) or null (off), got {decay}")
     _need(cfg.ema.start_step >= 0, f"ema.start_step: must be >= 0, got {cfg.ema.start_step}")
@@ -402,32 +440,48 @@ def _check_eval_metrics(cfg: DictConfig) -> None:
     ev = cfg.eval
     if registry.MODELS[cfg.model.name].data_kind != "image":
         for key in ("metrics", "prdc_k"):
-            _need(ev[key] is None, f"eval.{key}: only image models (model=dcgan) choose their metrics; "
-                                   f"model '{cfg.model.name}' logs a fixed set (set eval.{key}=null)")
+            _need(
+                ev[key] is None,
+                f"eval.{key}: only image models (model=dcgan) choose their metrics; "
+                f"model '{cfg.model.name}' logs a fixed set (set eval.{key}=null)",
+            )
         return
     if ev.metrics is not None:
         unknown = [m for m in ev.metrics if m not in IMAGE_METRICS]
-        _need(not unknown, f"eval.metrics: unknown metric '{unknown[0] if unknown else ''}'; allowed: {', '.join(IMAGE_METRICS)}")
+        _need(
+            not unknown,
+            f"eval.metrics: unknown metric '{unknown[0] if unknown else ''}'; allowed: {', '.join(IMAGE_METRICS)}",
+        )
         name = str(cfg.objective).removeprefix("eval/")
         chosen = {*ev.metrics, *(["kid_std"] if "kid" in ev.metrics else [])}
-        _need(not (cfg.objective.startswith("eval/") and name in {*IMAGE_METRICS, "kid_std"} and name not in chosen),
-              f"objective: {cfg.objective} is not computed; add '{name.removesuffix('_std')}' to eval.metrics={list(ev.metrics)}")
+        _need(
+            not (cfg.objective.startswith("eval/") and name in {*IMAGE_METRICS, "kid_std"} and name not in chosen),
+            f"objective: {cfg.objective} is not computed; add '{name.removesuffix('_std')}' to eval.metrics={list(ev.metrics)}",
+        )
     if ev.prdc_k is not None:
-        _need(ev.prdc_k >= 1 and ev.prdc_k < cfg.eval.n_fake,
-              f"eval.prdc_k: must be in 1..eval.n_fake-1 ({cfg.eval.n_fake - 1}), got {ev.prdc_k}")
+        _need(
+            ev.prdc_k >= 1 and ev.prdc_k < cfg.eval.n_fake,
+            f"eval.prdc_k: must be in 1..eval.n_fake-1 ({cfg.eval.n_fake - 1}), got {ev.prdc_k}",
+        )
 
 
 def _check_eval_classifier(ev: DictConfig) -> None:
-    _need(math.isfinite(ev.coverage_threshold) and 0 < ev.coverage_threshold <= 1,
-          f"eval.coverage_threshold: must be in (0, 1], got {ev.coverage_threshold}")
+    _need(
+        math.isfinite(ev.coverage_threshold) and 0 < ev.coverage_threshold <= 1,
+        f"eval.coverage_threshold: must be in (0, 1], got {ev.coverage_threshold}",
+    )
     c = ev.classifier
     filters = list(c.filters)
     # each conv halves the 28x28 image (28 -> 14 -> 7 -> 3 -> 1): at most 4
-    _need(1 <= len(filters) <= 4 and all(f > 0 for f in filters),
-          f"eval.classifier.filters: 1 to 4 positive integers, got {filters}")
+    _need(
+        1 <= len(filters) <= 4 and all(f > 0 for f in filters),
+        f"eval.classifier.filters: 1 to 4 positive integers, got {filters}",
+    )
     for key in ("dense", "train_steps", "batch_size"):
         _positive_int(f"eval.classifier.{key}", c[key])
-    _need(math.isfinite(c.dropout) and 0 <= c.dropout < 1, f"eval.classifier.dropout: must be in [0, 1), got {c.dropout}")
+    _need(
+        math.isfinite(c.dropout) and 0 <= c.dropout < 1, f"eval.classifier.dropout: must be in [0, 1), got {c.dropout}"
+    )
     _positive_float("eval.classifier.learning_rate", c.learning_rate)
     _need(c.seed >= 0, f"eval.classifier.seed: must be >= 0, got {c.seed}")
 
@@ -438,21 +492,29 @@ def _check_register(tracking: DictConfig) -> None:
     name = tracking.register
     if name is None:
         return
-    _need(bool(re.fullmatch(r"[A-Za-z0-9][\w.\- ]*", str(name))),
-          f"tracking.register: '{name}' is not a model name (letters, digits, _ - . and spaces, "
-          f"starting with a letter or digit)")
-    _need(tracking.name == "mlflow",
-          f"tracking.register={name}: needs tracking=mlflow (tracking={tracking.name} keeps no registry)")
-    _need(bool(tracking.log_model), f"tracking.register={name}: registers the generator the run logs as its "
-                                    f"model; add tracking.log_model=true")
+    _need(
+        bool(re.fullmatch(r"[A-Za-z0-9][\w.\- ]*", str(name))),
+        f"tracking.register: '{name}' is not a model name (letters, digits, _ - . and spaces, "
+        f"starting with a letter or digit)",
+    )
+    _need(
+        tracking.name == "mlflow",
+        f"tracking.register={name}: needs tracking=mlflow (tracking={tracking.name} keeps no registry)",
+    )
+    _need(
+        bool(tracking.log_model),
+        f"tracking.register={name}: registers the generator the run logs as its model; add tracking.log_model=true",
+    )
 
 
 def _check_uri(uri: Optional[str]) -> None:
     """Only the scheme: a server that does not answer is found by tracking.preflight."""
     if uri and "://" in uri:
         scheme = uri.split("://", 1)[0].split("+", 1)[0].lower()
-        _need(scheme in URI_SCHEMES, f"tracking.uri: unknown scheme '{scheme}://' in {uri}; known: "
-              + ", ".join(f"{s}://" for s in URI_SCHEMES))
+        _need(
+            scheme in URI_SCHEMES,
+            f"tracking.uri: unknown scheme '{scheme}://' in {uri}; known: " + ", ".join(f"{s}://" for s in URI_SCHEMES),
+        )
 
 
 def _check_gaussian1d(cfg: DictConfig) -> None:
@@ -472,16 +534,26 @@ def _check_dcgan(cfg: DictConfig) -> None:
         _positive_int(f"model.{key}", m[key])
     for net in ("g", "d"):
         filters, strides = list(m[f"{net}_filters"]), list(m[f"{net}_strides"])
-        _need(len(filters) > 0 and len(filters) == len(strides),
-              f"model.{net}_filters / model.{net}_strides: need the same non-zero length, got {len(filters)} and {len(strides)}")
+        _need(
+            len(filters) > 0 and len(filters) == len(strides),
+            f"model.{net}_filters / model.{net}_strides: need the same non-zero length, got {len(filters)} and {len(strides)}",
+        )
         for key, values in ((f"{net}_filters", filters), (f"{net}_strides", strides)):
             _need(all(v > 0 for v in values), f"model.{key}: must be positive integers, got {values}")
-    _need(m.g_filters[-1] == IMAGE_CHANNELS,
-          f"model.g_filters: the last entry is the image's channels and must be {IMAGE_CHANNELS}, got {m.g_filters[-1]}")
+    _need(
+        m.g_filters[-1] == IMAGE_CHANNELS,
+        f"model.g_filters: the last entry is the image's channels and must be {IMAGE_CHANNELS}, got {m.g_filters[-1]}",
+    )
     size = m.g_start * math.prod(m.g_strides)
-    _need(size == IMAGE_HW[0], f"model.g_strides: model.g_start={m.g_start} x {' x '.join(map(str, m.g_strides))} "
-          f"gives {size}x{size} images; the data's are {IMAGE_HW[0]}x{IMAGE_HW[1]}")
-    _need(math.isfinite(m.leaky_slope) and 0 <= m.leaky_slope < 1, f"model.leaky_slope: must be in [0, 1), got {m.leaky_slope}")
+    _need(
+        size == IMAGE_HW[0],
+        f"model.g_strides: model.g_start={m.g_start} x {' x '.join(map(str, m.g_strides))} "
+        f"gives {size}x{size} images; the data's are {IMAGE_HW[0]}x{IMAGE_HW[1]}",
+    )
+    _need(
+        math.isfinite(m.leaky_slope) and 0 <= m.leaky_slope < 1,
+        f"model.leaky_slope: must be in [0, 1), got {m.leaky_slope}",
+    )
 
 
 def _check_image_data(cfg: DictConfig) -> None:
@@ -494,8 +566,10 @@ def _check_image_data(cfg: DictConfig) -> None:
 def _check_weights_load(source: str | None) -> None:
     """A folder of .weights.h5 files, or an MLflow run id (32 hex characters) in the tracking store."""
     if source and not Path(source).expanduser().is_dir():
-        _need(RUN_ID.fullmatch(source) is not None,
-              f"weights.load: '{source}' is neither a folder of .weights.h5 files nor an MLflow run id (32 hex characters)")
+        _need(
+            RUN_ID.fullmatch(source) is not None,
+            f"weights.load: '{source}' is neither a folder of .weights.h5 files nor an MLflow run id (32 hex characters)",
+        )
 
 
 # Extra range checks per model / data choice (name -> check).

@@ -42,6 +42,7 @@ class LabelsConf:
 @dataclass
 class ClassifierConf:
     """The digit classifier behind eval/fd, eval/mnist_score, eval/coverage (gan_runner/metrics/classifier.py)."""
+
     cache_dir: Optional[str] = MISSING  # null: $XDG_CACHE_HOME/gan_runner, else ~/.cache/gan_runner
     filters: list[int] = MISSING  # Conv2D(f, 3, relu) -> MaxPool(2) each
     dense: int = MISSING
@@ -224,5 +225,14 @@ OPTIMIZER_PARAMS: dict[str, tuple[str, ...]] = {
     "adam": ("beta_1", "beta_2", "epsilon", "amsgrad"),
     "sgd": ("momentum", "nesterov"),
 }
-OPTIMIZER_COMMON_PARAMS = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "use_ema", "ema_momentum",
-                           "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps")
+OPTIMIZER_COMMON_PARAMS = (
+    "weight_decay",
+    "clipnorm",
+    "clipvalue",
+    "global_clipnorm",
+    "use_ema",
+    "ema_momentum",
+    "ema_overwrite_frequency",
+    "loss_scale_factor",
+    "gradient_accumulation_steps",
+)

@@ -26,6 +26,7 @@ from gan_runner.errors import DataError
 
 log = logging.getLogger(__name__)
 
+
 def load(data_cfg, seed: int) -> np.ndarray:
     loader = LOADERS.get(data_cfg.name)
     if loader is None:
@@ -72,12 +73,14 @@ def image_data(data_cfg, seed: int) -> np.ndarray:
         raw = images.read_images(found, spec)
         log.info("data: %d %s images from %s", len(raw), spec.title, found)
     elif data_cfg.path:
-        raise DataError(f"data.path={data_cfg.path}: no {spec.title} images there; "
-                        f"expected a folder with {spec.expected()}, or one such file")
+        raise DataError(
+            f"data.path={data_cfg.path}: no {spec.title} images there; "
+            f"expected a folder with {spec.expected()}, or one such file"
+        )
     else:
         raw = _download(data_cfg, spec, places)
     if data_cfg.n:
-        raw = raw[:data_cfg.n]
+        raw = raw[: data_cfg.n]
     return (raw.astype(np.float32) / 255.0)[..., None]  # (N, 28, 28, 1)
 
 
@@ -92,8 +95,9 @@ def _download(data_cfg, spec: images.ImageSet, places: list[Path]) -> np.ndarray
         (x_train, _), _ = getattr(keras.datasets, data_cfg.name).load_data()
     except Exception as err:  # offline: URL fetch failure; a bad download: hash mismatch
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        raise DataError(f"data: no {spec.title} images found (looked in {looked}) and the download failed "
-                        f"({reason}); {hint}") from None
+        raise DataError(
+            f"data: no {spec.title} images found (looked in {looked}) and the download failed ({reason}); {hint}"
+        ) from None
     return images.check_shape(np.asarray(x_train, np.uint8), f"keras.datasets.{data_cfg.name}")
 
 

@@ -38,8 +38,13 @@ class ImageSet:
     def candidates(self) -> list[str]:
         """Image files in the order tried in a folder: training images first (the seed's data)."""
         npz = [self.npz] if self.npz else []
-        return ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte", *npz,
-                "t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"]
+        return [
+            "train-images-idx3-ubyte.gz",
+            "train-images-idx3-ubyte",
+            *npz,
+            "t10k-images-idx3-ubyte.gz",
+            "t10k-images-idx3-ubyte",
+        ]
 
     def expected(self) -> str:
         """What a folder given as data.path should hold, for error messages."""
@@ -54,30 +59,47 @@ def _known(*digests: str) -> frozenset[str]:
 IMAGE_SETS: dict[str, ImageSet] = {
     # MNIST: md5 of the official .gz files (LeCun, Cortes, Burges); raw = the decompressed
     # payload (computed from the official t10k files); mnist.npz: the sha256 Keras checks.
-    "mnist": ImageSet("MNIST", "", npz="mnist.npz", checksums={
-        "train-images-idx3-ubyte.gz": _known("md5:f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-        "t10k-images-idx3-ubyte.gz": _known("md5:9fb629c4189551a2d022fa330f9573f3"),
-        "t10k-images-idx3-ubyte": _known("md5:2646ac647ad5339dbf082846283269ea"),
-        "mnist.npz": _known("sha256:731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),
-        # label files (gan_runner/metrics/classifier.py): official .gz md5s; raw = the t10k payload
-        "train-labels-idx1-ubyte.gz": _known("md5:d53e105ee54ea40749a09fcbcd1e9432"),
-        "t10k-labels-idx1-ubyte.gz": _known("md5:ec29112dd5afa0611ce80d1b7f02629c"),
-        "t10k-labels-idx1-ubyte": _known("md5:27ae3e4e09519cfbb04c329615203637"),
-    }),
+    "mnist": ImageSet(
+        "MNIST",
+        "",
+        npz="mnist.npz",
+        checksums={
+            "train-images-idx3-ubyte.gz": _known("md5:f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+            "t10k-images-idx3-ubyte.gz": _known("md5:9fb629c4189551a2d022fa330f9573f3"),
+            "t10k-images-idx3-ubyte": _known("md5:2646ac647ad5339dbf082846283269ea"),
+            "mnist.npz": _known("sha256:731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),
+            # label files (gan_runner/metrics/classifier.py): official .gz md5s; raw = the t10k payload
+            "train-labels-idx1-ubyte.gz": _known("md5:d53e105ee54ea40749a09fcbcd1e9432"),
+            "t10k-labels-idx1-ubyte.gz": _known("md5:ec29112dd5afa0611ce80d1b7f02629c"),
+            "t10k-labels-idx1-ubyte": _known("md5:27ae3e4e09519cfbb04c329615203637"),
+        },
+    ),
     # Fashion-MNIST: the first md5 of each .gz is Zalando's (their README, also shipped in
     # /usr/share/doc/dataset-fashion-mnist); the second is Debian's recompressed file
     # (dataset-fashion-mnist 0.0~git20200523.55506a9-1); raw = the decompressed payload of those.
-    "fashion_mnist": ImageSet("Fashion-MNIST", "fashion-mnist", system_dirs=("/usr/share/datasets/fashion-mnist",),
-                              checksums={
-        "train-images-idx3-ubyte.gz": _known("md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d", "md5:cf8536b0aa1a6ac5fa3f23001093305c"),
-        "t10k-images-idx3-ubyte.gz": _known("md5:bef4ecab320f06d8554ea6380940ec79", "md5:f78720b4224f21cce2f2ccf2d7a94c9a"),
-        "train-images-idx3-ubyte": _known("md5:f4a8712d7a061bf5bd6d2ca38dc4d50a"),
-        "t10k-images-idx3-ubyte": _known("md5:8181f5470baa50b63fa0f6fddb340f0a"),
-        "train-labels-idx1-ubyte.gz": _known("md5:25c81989df183df01b3e8a0aad5dffbe", "md5:10bea18fdb374794d4bb42e356e600c9"),
-        "t10k-labels-idx1-ubyte.gz": _known("md5:bb300cfdad3c16e7a12a480ee83cd310", "md5:0d30e22e447f3c33dab9ed536400ac01"),
-        "train-labels-idx1-ubyte": _known("md5:9018921c3c673c538a1fc5bad174d6f9"),
-        "t10k-labels-idx1-ubyte": _known("md5:15d484375f8d13e6eb1aabb0c3f46965"),
-    }),
+    "fashion_mnist": ImageSet(
+        "Fashion-MNIST",
+        "fashion-mnist",
+        system_dirs=("/usr/share/datasets/fashion-mnist",),
+        checksums={
+            "train-images-idx3-ubyte.gz": _known(
+                "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d", "md5:cf8536b0aa1a6ac5fa3f23001093305c"
+            ),
+            "t10k-images-idx3-ubyte.gz": _known(
+                "md5:bef4ecab320f06d8554ea6380940ec79", "md5:f78720b4224f21cce2f2ccf2d7a94c9a"
+            ),
+            "train-images-idx3-ubyte": _known("md5:f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+            "t10k-images-idx3-ubyte": _known("md5:8181f5470baa50b63fa0f6fddb340f0a"),
+            "train-labels-idx1-ubyte.gz": _known(
+                "md5:25c81989df183df01b3e8a0aad5dffbe", "md5:10bea18fdb374794d4bb42e356e600c9"
+            ),
+            "t10k-labels-idx1-ubyte.gz": _known(
+                "md5:bb300cfdad3c16e7a12a480ee83cd310", "md5:0d30e22e447f3c33dab9ed536400ac01"
+            ),
+            "train-labels-idx1-ubyte": _known("md5:9018921c3c673c538a1fc5bad174d6f9"),
+            "t10k-labels-idx1-ubyte": _known("md5:15d484375f8d13e6eb1aabb0c3f46965"),
+        },
+    ),
 }
 
 
@@ -134,10 +156,14 @@ def _check_magic(payload: bytes, where: str, wanted: int) -> None:
     kinds = {IDX_IMAGES: "images", IDX_LABELS: "labels"}
     magic = struct.unpack(">I", payload[:4])[0] if len(payload) >= 4 else None
     if magic in kinds and magic != wanted:
-        raise DataError(f"{where}: holds {kinds[magic]} (IDX magic 0x{magic:08x}), not {kinds[wanted]}; "
-                        f"point at the *-{kinds[wanted]}-* file")
+        raise DataError(
+            f"{where}: holds {kinds[magic]} (IDX magic 0x{magic:08x}), not {kinds[wanted]}; "
+            f"point at the *-{kinds[wanted]}-* file"
+        )
     if magic is not None and magic != wanted:
-        raise DataError(f"{where}: not an IDX {kinds[wanted][:-1]} file (magic number 0x{magic:08x}, expected 0x{wanted:08x})")
+        raise DataError(
+            f"{where}: not an IDX {kinds[wanted][:-1]} file (magic number 0x{magic:08x}, expected 0x{wanted:08x})"
+        )
 
 
 def parse_idx_labels(payload: bytes, where: str) -> np.ndarray:
@@ -160,8 +186,10 @@ def parse_idx(payload: bytes, where: str) -> np.ndarray:
     if (rows, cols) != IMAGE_HW:
         raise DataError(f"{where}: images are {rows}x{cols}, expected 28x28")
     if len(payload) - 16 != n * rows * cols:
-        raise DataError(f"{where}: truncated or padded IDX file ({len(payload) - 16} bytes of pixels, "
-                        f"the header says {n} x {rows} x {cols} = {n * rows * cols})")
+        raise DataError(
+            f"{where}: truncated or padded IDX file ({len(payload) - 16} bytes of pixels, "
+            f"the header says {n} x {rows} x {cols} = {n * rows * cols})"
+        )
     return np.frombuffer(payload, np.uint8, offset=16).reshape(n, rows, cols)
 
 
@@ -171,10 +199,14 @@ def _read_npz(path: Path) -> np.ndarray:
         with np.load(path, allow_pickle=False) as archive:
             key = next((k for k in ("x_train", "x_test") if k in archive.files), None)
             if key is None:
-                raise DataError(f"{path}: no x_train or x_test array in it (has: {', '.join(archive.files) or 'nothing'})")
+                raise DataError(
+                    f"{path}: no x_train or x_test array in it (has: {', '.join(archive.files) or 'nothing'})"
+                )
             pixels = archive[key]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-        raise DataError(f"{path}: not a readable .npz archive ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+        raise DataError(
+            f"{path}: not a readable .npz archive ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        ) from None
     return check_shape(pixels, f"{path}:{key}")
 
 
@@ -202,5 +234,7 @@ def _verify(path: Path, spec: ImageSet, blobs: dict[str, bytes]) -> None:
     name, digests = next(iter(known.items()))
     algo = next(iter(digests)).partition(":")[0]
     got = hashlib.new(algo, blobs[name]).hexdigest()
-    raise DataError(f"{path}: checksum mismatch ({algo} {got}; the official {spec.title} file has "
-                    f"{' or '.join(d.partition(':')[2] for d in sorted(digests))}): a damaged file or another data set")
+    raise DataError(
+        f"{path}: checksum mismatch ({algo} {got}; the official {spec.title} file has "
+        f"{' or '.join(d.partition(':')[2] for d in sorted(digests))}): a damaged file or another data set"
+    )

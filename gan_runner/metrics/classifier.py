@@ -66,6 +66,7 @@ class LabelledSet:
 @dataclass(frozen=True)
 class Split:
     """The classifier's training digits and the reference digits; disjoint by construction."""
+
     train: LabelledSet
     reference: LabelledSet
     rule: str  # which of the two rules of the module docstring made it, in words
@@ -89,8 +90,10 @@ def labelled_sets(data_cfg) -> list[LabelledSet]:
     found, places = data.find_images(data_cfg.name, data_cfg.path)
     if found is None:
         looked = ", ".join(str(p) for p in places)
-        raise DataError(f"data: no {spec.title} images found for the classifier (looked in {looked}); "
-                        f"pass data.path=<a folder with {spec.expected()} and their label files>")
+        raise DataError(
+            f"data: no {spec.title} images found for the classifier (looked in {looked}); "
+            f"pass data.path=<a folder with {spec.expected()} and their label files>"
+        )
     if found.suffix == ".npz":
         return _npz_sets(found, spec)
     only_this = bool(data_cfg.path) and Path(data_cfg.path).expanduser().is_file()
@@ -108,7 +111,7 @@ def _sibling_names(name: str) -> list[str]:
     """The other set's image file names: train-* <-> t10k-*, gzipped or not."""
     for mine, other in (("train-", "t10k-"), ("t10k-", "train-")):
         if name.startswith(mine):
-            base = other + name[len(mine):].removesuffix(".gz")
+            base = other + name[len(mine) :].removesuffix(".gz")
             return [base + ".gz", base]
     return []
 
@@ -128,8 +131,10 @@ def _idx_set(image_file: Path, spec: images.ImageSet, required: bool) -> Labelle
     if label_file is None:
         if required:
             looked = " or ".join(p.name for p in label_files(image_file))
-            raise DataError(f"{image_file}: no labels beside it (looked for {looked} in {image_file.parent}); "
-                            "eval/fd, eval/mnist_score and eval/coverage need them to train their digit classifier")
+            raise DataError(
+                f"{image_file}: no labels beside it (looked for {looked} in {image_file.parent}); "
+                "eval/fd, eval/mnist_score and eval/coverage need them to train their digit classifier"
+            )
         return None
     pixels, labels = images.read_images(image_file, spec), images.read_labels(label_file, spec)
     kind = "test" if image_file.name.startswith("t10k") else "train"
@@ -145,7 +150,9 @@ def _npz_sets(path: Path, spec: images.ImageSet) -> list[LabelledSet]:
         if f"x_{part}" in arrays and f"y_{part}" in arrays:
             pixels = images.check_shape(arrays[f"x_{part}"], f"{path}:x_{part}")
             labels = np.asarray(arrays[f"y_{part}"]).reshape(-1)
-            sets.append(LabelledSet(pixels, _check_labels(labels, len(pixels), f"{path}:y_{part}"), f"{path}:x_{part}", part))
+            sets.append(
+                LabelledSet(pixels, _check_labels(labels, len(pixels), f"{path}:y_{part}"), f"{path}:x_{part}", part)
+            )
     if not sets:
         raise DataError(f"{path}: no labelled set in it (needs x_train + y_train or x_test + y_test)")
     return sets
@@ -165,16 +172,21 @@ def split(sets: list[LabelledSet]) -> Split:
     by_kind = {s.kind: s for s in sets}
     if set(by_kind) == {"train", "test"}:
         train, test = by_kind["train"], by_kind["test"]
-        return Split(train, test, f"classifier: the {len(train.labels)} training digits; "
-                                  f"reference: the {len(test.labels)} test digits")
+        return Split(
+            train,
+            test,
+            f"classifier: the {len(train.labels)} training digits; reference: the {len(test.labels)} test digits",
+        )
     only = sets[0]
     order = np.random.default_rng(SPLIT_SEED).permutation(len(only.labels))
     half = len(order) // 2
     ref, rest = order[:half], order[half:]  # shuffled order kept: the file's halves differ (writers)
-    return Split(LabelledSet(only.images[rest], only.labels[rest], only.source, only.kind),
-                 LabelledSet(only.images[ref], only.labels[ref], only.source, only.kind),
-                 f"one set of {len(order)} digits, shuffled (seed {SPLIT_SEED}) and halved: "
-                 f"reference {len(ref)}, classifier {len(rest)}")
+    return Split(
+        LabelledSet(only.images[rest], only.labels[rest], only.source, only.kind),
+        LabelledSet(only.images[ref], only.labels[ref], only.source, only.kind),
+        f"one set of {len(order)} digits, shuffled (seed {SPLIT_SEED}) and halved: "
+        f"reference {len(ref)}, classifier {len(rest)}",
+    )
 
 
 # ---- the cache ---------------------------------------------------------------------------------
@@ -198,7 +210,9 @@ def arch_config(classifier_cfg) -> dict:
 
 
 def _plain(value):
-    return [_plain(v) for v in value] if not isinstance(value, (str, int, float)) and hasattr(value, "__iter__") else value
+    return (
+        [_plain(v) for v in value] if not isinstance(value, (str, int, float)) and hasattr(value, "__iter__") else value
+    )
 
 
 def arch_key(classifier_cfg) -> str:
@@ -222,13 +236,18 @@ def build_model(classifier_cfg):
     init = lambda i: keras.initializers.GlorotUniform(seed=seed + i)  # noqa: E731
     layers: list = [keras.Input((28, 28, 1))]
     for i, filters in enumerate(classifier_cfg.filters):
-        layers += [keras.layers.Conv2D(int(filters), 3, padding="same", activation="relu", kernel_initializer=init(i)),
-                   keras.layers.MaxPooling2D()]
+        layers += [
+            keras.layers.Conv2D(int(filters), 3, padding="same", activation="relu", kernel_initializer=init(i)),
+            keras.layers.MaxPooling2D(),
+        ]
     rate = float(classifier_cfg.dropout)
-    layers += [keras.layers.Flatten(), keras.layers.Dropout(rate, seed=seed),
-               keras.layers.Dense(int(classifier_cfg.dense), activation="relu", kernel_initializer=init(100)),
-               keras.layers.Dropout(rate, seed=seed + 1),
-               keras.layers.Dense(image_metrics.N_CLASSES, kernel_initializer=init(101))]
+    layers += [
+        keras.layers.Flatten(),
+        keras.layers.Dropout(rate, seed=seed),
+        keras.layers.Dense(int(classifier_cfg.dense), activation="relu", kernel_initializer=init(100)),
+        keras.layers.Dropout(rate, seed=seed + 1),
+        keras.layers.Dense(image_metrics.N_CLASSES, kernel_initializer=init(101)),
+    ]
     return keras.Sequential(layers, name="digit_classifier")
 
 
@@ -241,9 +260,14 @@ def _fit(model, classifier_cfg, train: LabelledSet) -> None:
     steps, batch = int(classifier_cfg.train_steps), int(classifier_cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(float(classifier_cfg.learning_rate), steps, alpha=0.05)
     model.compile(keras.optimizers.Adam(schedule), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    batches = (tf.data.Dataset.from_tensor_slices((train.images, train.labels))
-               .shuffle(len(train.labels), seed=int(classifier_cfg.seed)).repeat().batch(batch)
-               .map(lambda x, y: (tf.cast(x, tf.float32)[..., None] / 255.0, y)).prefetch(2))
+    batches = (
+        tf.data.Dataset.from_tensor_slices((train.images, train.labels))
+        .shuffle(len(train.labels), seed=int(classifier_cfg.seed))
+        .repeat()
+        .batch(batch)
+        .map(lambda x, y: (tf.cast(x, tf.float32)[..., None] / 255.0, y))
+        .prefetch(2)
+    )
 
     class StopCheck(keras.callbacks.Callback):
         """Ctrl-C / SIGTERM stop the training after the current batch, also when TensorFlow
@@ -252,8 +276,14 @@ def _fit(model, classifier_cfg, train: LabelledSet) -> None:
         def on_train_batch_end(self, batch, logs=None):
             stopping.phase("classifier")
 
-    model.fit(batches, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0,  # shuffled above
-              callbacks=[StopCheck()])
+    model.fit(
+        batches,
+        steps_per_epoch=steps,
+        epochs=1,
+        shuffle=False,
+        verbose=0,  # shuffled above
+        callbacks=[StopCheck()],
+    )
 
 
 class Classifier:
@@ -265,12 +295,13 @@ class Classifier:
 
         self.model, self.path, self.trained, self.train_s = model, path, trained, train_s
         # one trace for every batch size
-        self._call = tf.function(lambda x: model(x, training=False),
-                                 input_signature=[tf.TensorSpec((None, 28, 28, 1), tf.float32)])
+        self._call = tf.function(
+            lambda x: model(x, training=False), input_signature=[tf.TensorSpec((None, 28, 28, 1), tf.float32)]
+        )
 
     def logits(self, images_01: np.ndarray) -> np.ndarray:
         x = np.asarray(images_01, np.float32).reshape(-1, 28, 28, 1)
-        out = [self._call(x[i:i + PREDICT_BATCH]).numpy() for i in range(0, len(x), PREDICT_BATCH)]
+        out = [self._call(x[i : i + PREDICT_BATCH]).numpy() for i in range(0, len(x), PREDICT_BATCH)]
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, image_metrics.N_CLASSES))
 
 
@@ -291,9 +322,18 @@ def load_or_train(classifier_cfg, the_split: Split) -> Classifier:
     _fit(model, classifier_cfg, the_split.train)
     train_s = time.perf_counter() - started
     log.info("classifier: trained on %d digits in %.1f s -> %s", len(the_split.train.labels), train_s, path)
-    _save(model, path, {"arch": arch_config(classifier_cfg), "data_key": the_split.data_key(),
-                        "n_train": len(the_split.train.labels), "train_source": the_split.train.source,
-                        "split": the_split.rule, "train_s": round(train_s, 2)})
+    _save(
+        model,
+        path,
+        {
+            "arch": arch_config(classifier_cfg),
+            "data_key": the_split.data_key(),
+            "n_train": len(the_split.train.labels),
+            "train_source": the_split.train.source,
+            "split": the_split.rule,
+            "train_s": round(train_s, 2),
+        },
+    )
     return Classifier(model, path, trained=True, train_s=train_s)
 
 
@@ -317,7 +357,9 @@ class Judge:
 
     scores(images) -> fd, mnist_score, coverage, histogram; floor(n) -> eval/fd_floor."""
 
-    def __init__(self, classifier: Classifier, the_split: Split, coverage_threshold: float = image_metrics.COVERAGE_THRESHOLD):
+    def __init__(
+        self, classifier: Classifier, the_split: Split, coverage_threshold: float = image_metrics.COVERAGE_THRESHOLD
+    ):
         self.classifier, self.split, self.coverage_threshold = classifier, the_split, coverage_threshold
         reference = the_split.reference.images.astype(np.float32)[..., None] / 255.0
         self.reference_logits = classifier.logits(reference)  # (R, 10)
@@ -336,8 +378,10 @@ class Judge:
             raise ConfigError(f"{key}: needs at least 2 samples for a covariance, got {n}")
         if need > self.n_reference:
             what = f"eval/fd against the first {n}" + (f", eval/fd_floor against the next {n}" if floor else "")
-            raise ConfigError(f"{key}: {n} samples need {need} reference digits ({what}); this data has "
-                              f"{self.n_reference} ({self.split.rule}); use {key}<={most}")
+            raise ConfigError(
+                f"{key}: {n} samples need {need} reference digits ({what}); this data has "
+                f"{self.n_reference} ({self.split.rule}); use {key}<={most}"
+            )
 
     def reference_stats(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         if n not in self._stats:
@@ -347,15 +391,16 @@ class Judge:
     def floor(self, n: int) -> float:
         """FD between the first n and the next n reference digits: what real images score at n."""
         self.check_n(n)
-        return image_metrics.frechet_distance(*self.reference_stats(n),
-                                              *image_metrics.gaussian_stats(self.reference_logits[n:2 * n]))
+        return image_metrics.frechet_distance(
+            *self.reference_stats(n), *image_metrics.gaussian_stats(self.reference_logits[n : 2 * n])
+        )
 
     def floors(self, n: int, metrics=image_metrics.FLOOR_METRICS, k: int = image_metrics.PRDC_K) -> dict[str, float]:
         """<name>_floor for the chosen metrics that have one: the next n reference digits scored
         against the first n, as fakes are (what real images score at this n)."""
         self.check_n(n)
         chosen = [m for m in metrics if m in image_metrics.FLOOR_METRICS]
-        got = image_metrics.feature_scores(self.reference_logits[n:2 * n], self.reference_logits[:n], chosen, k)
+        got = image_metrics.feature_scores(self.reference_logits[n : 2 * n], self.reference_logits[:n], chosen, k)
         return {f"{m}_floor": got[m] for m in chosen}
 
     def scores(self, images_01: np.ndarray, metrics=image_metrics.IMAGE_METRICS, k: int = image_metrics.PRDC_K) -> dict:
@@ -363,18 +408,23 @@ class Judge:
         reference digits, and the class histogram."""
         x = np.asarray(images_01)
         if not np.isfinite(x).all():
-            raise ValueError(f"{int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())} of {len(x)} images hold NaN or inf")
+            raise ValueError(
+                f"{int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())} of {len(x)} images hold NaN or inf"
+            )
         n = len(x)
         self.check_n(n, "n", floor=False)
-        return image_metrics.feature_scores(self.classifier.logits(x), self.reference_logits[:n], metrics, k,
-                                            self.coverage_threshold)
+        return image_metrics.feature_scores(
+            self.classifier.logits(x), self.reference_logits[:n], metrics, k, self.coverage_threshold
+        )
 
 
 def chosen_metrics(eval_cfg) -> tuple[list[str], int]:
     """(eval.metrics, eval.prdc_k); null (a run's config saved before they existed): all, k=5."""
     metrics, k = eval_cfg.get("metrics"), eval_cfg.get("prdc_k")
-    return (list(metrics) if metrics is not None else list(image_metrics.IMAGE_METRICS),
-            int(k) if k is not None else image_metrics.PRDC_K)
+    return (
+        list(metrics) if metrics is not None else list(image_metrics.IMAGE_METRICS),
+        int(k) if k is not None else image_metrics.PRDC_K,
+    )
 
 
 def judge_for(data_cfg, eval_cfg) -> Judge:

@@ -90,8 +90,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
-        raise ValueError(f"frechet_distance: shapes do not match: mu {mu1.shape} / {mu2.shape}, "
-                         f"sigma {sigma1.shape} / {sigma2.shape}")
+        raise ValueError(
+            f"frechet_distance: shapes do not match: mu {mu1.shape} / {mu2.shape}, "
+            f"sigma {sigma1.shape} / {sigma2.shape}"
+        )
     for name, value in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
         if not np.isfinite(value).all():
             raise ValueError(f"frechet_distance: {name} holds NaN or inf")
@@ -149,7 +151,9 @@ def class_histogram(probs_or_labels, n_classes: int = N_CLASSES) -> np.ndarray:
     return np.bincount(labels, minlength=n_classes).astype(np.float64) / len(labels)
 
 
-def coverage(probs_or_labels, threshold: float = COVERAGE_THRESHOLD, n_classes: int = N_CLASSES) -> tuple[int, np.ndarray]:
+def coverage(
+    probs_or_labels, threshold: float = COVERAGE_THRESHOLD, n_classes: int = N_CLASSES
+) -> tuple[int, np.ndarray]:
     """(how many classes get at least `threshold` of the samples, the class histogram (k,))."""
     histogram = class_histogram(probs_or_labels, n_classes)
     return int((histogram >= threshold).sum()), histogram
@@ -184,8 +188,9 @@ def mmd2_unbiased(real, fake) -> float:
         raise ValueError(f"kid: needs at least 2 real and 2 fake samples, got {m} and {n}")
     d = r.shape[1]
     k_rr, k_ff, k_rf = (_cubic(a @ b.T / d + 1) for a, b in ((r, r), (f, f), (r, f)))
-    return float((k_rr.sum() - np.trace(k_rr)) / (m * (m - 1)) + (k_ff.sum() - np.trace(k_ff)) / (n * (n - 1))
-                 - 2 * k_rf.mean())
+    return float(
+        (k_rr.sum() - np.trace(k_rr)) / (m * (m - 1)) + (k_ff.sum() - np.trace(k_ff)) / (n * (n - 1)) - 2 * k_rf.mean()
+    )
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -204,7 +209,7 @@ def kernel_distance(real, fake, max_block_size: int = KID_MAX_BLOCK) -> tuple[fl
     blocks = max(2, int(np.ceil(max(len(r), len(f)) / max_block_size)))
     blocks = min(blocks, len(r) // 2, len(f) // 2)
     er, ef = _block_edges(len(r), blocks), _block_edges(len(f), blocks)
-    est = np.array([mmd2_unbiased(r[er[i]:er[i + 1]], f[ef[i]:ef[i + 1]]) for i in range(blocks)])
+    est = np.array([mmd2_unbiased(r[er[i] : er[i + 1]], f[ef[i] : ef[i + 1]]) for i in range(blocks)])
     return float(est.mean()), float(est.std(ddof=1) / np.sqrt(blocks))
 
 
@@ -232,10 +237,12 @@ def prdc(real, fake, k: int = PRDC_K) -> dict[str, float]:
     real_radii, fake_radii = _kth_neighbour_radii(r, k), _kth_neighbour_radii(f, k)
     rf = _distances(r, f)  # (n_real, n_fake)
     inside_real = rf < real_radii[:, None]
-    return {"precision": float(inside_real.any(axis=0).mean()),
-            "recall": float((rf < fake_radii[None, :]).any(axis=1).mean()),
-            "density": float(inside_real.sum(axis=0).mean() / k),
-            "coverage_nn": float((rf.min(axis=1) < real_radii).mean())}
+    return {
+        "precision": float(inside_real.any(axis=0).mean()),
+        "recall": float((rf < fake_radii[None, :]).any(axis=1).mean()),
+        "density": float(inside_real.sum(axis=0).mean() / k),
+        "coverage_nn": float((rf.min(axis=1) < real_radii).mean()),
+    }
 
 
 # ---- the selectable set (eval.metrics) ----------------------------------------------------------
@@ -247,8 +254,9 @@ FLOOR_METRICS = ("fd", "kid", "precision", "recall", "density", "coverage_nn")  
 PRDC_METRICS = ("precision", "recall", "density", "coverage_nn")
 
 
-def feature_scores(fake_logits, real_logits, metrics=IMAGE_METRICS, k: int = PRDC_K,
-                   coverage_threshold: float = COVERAGE_THRESHOLD) -> dict:
+def feature_scores(
+    fake_logits, real_logits, metrics=IMAGE_METRICS, k: int = PRDC_K, coverage_threshold: float = COVERAGE_THRESHOLD
+) -> dict:
     """The chosen metrics of fake vs real classifier logits (n, 10), by name (kid adds kid_std);
     always the class `histogram` (n_classes,) of the fakes, which the pictures use."""
     fake, real = _pair(real_logits, fake_logits, "scores")[::-1]

@@ -37,8 +37,12 @@ def kl_to_normal(fake: np.ndarray, mean: float, std: float, bins: int = 100, spa
 def moments(x: np.ndarray) -> dict[str, float]:
     """mean, std (population), skewness and excess kurtosis (0 for a normal)."""
     x = np.asarray(x, np.float64)
-    return {"mean": float(x.mean()), "std": float(x.std()),
-            "skew": float(stats.skew(x)), "kurtosis": float(stats.kurtosis(x))}
+    return {
+        "mean": float(x.mean()),
+        "std": float(x.std()),
+        "skew": float(stats.skew(x)),
+        "kurtosis": float(stats.kurtosis(x)),
+    }
 
 
 def w1_to_normal(fake: np.ndarray, mean: float, std: float) -> float:

@@ -26,13 +26,19 @@ def build_generator(model_cfg) -> keras.Model:
     """z (B, latent) ~ U(-1, 1) -> Dense(s*s*f0) -> (B, s, s, f0) -> per filter f, stride t:
     BatchNorm -> ReLU -> Conv2DTranspose(f, k, t, same) -> sigmoid: (B, 28, 28, 1) in [0, 1]."""
     start, first = int(model_cfg.g_start), int(model_cfg.g_filters[0])
-    layers: list = [keras.Input((latent_dim(model_cfg),)),
-                    keras.layers.Dense(start * start * first),
-                    keras.layers.Reshape((start, start, first))]
+    layers: list = [
+        keras.Input((latent_dim(model_cfg),)),
+        keras.layers.Dense(start * start * first),
+        keras.layers.Reshape((start, start, first)),
+    ]
     for filters, strides in zip(model_cfg.g_filters, model_cfg.g_strides):
-        layers += [keras.layers.BatchNormalization(),
-                   keras.layers.Activation("relu"),
-                   keras.layers.Conv2DTranspose(int(filters), int(model_cfg.kernel_size), strides=int(strides), padding="same")]
+        layers += [
+            keras.layers.BatchNormalization(),
+            keras.layers.Activation("relu"),
+            keras.layers.Conv2DTranspose(
+                int(filters), int(model_cfg.kernel_size), strides=int(strides), padding="same"
+            ),
+        ]
     layers.append(keras.layers.Activation("sigmoid"))
     return keras.Sequential(layers, name="generator")
 
@@ -44,9 +50,10 @@ def build_discriminator(model_cfg, sample_shape: tuple[int, ...]) -> keras.Model
     sn = spectral.maybe(model_cfg)
     layers: list = [keras.Input(tuple(sample_shape))]
     for filters, strides in zip(model_cfg.d_filters, model_cfg.d_strides):
-        layers += [keras.layers.LeakyReLU(negative_slope=float(model_cfg.leaky_slope)),
-                   sn(keras.layers.Conv2D(int(filters), int(model_cfg.kernel_size), strides=int(strides),
-                                          padding="same"))]
+        layers += [
+            keras.layers.LeakyReLU(negative_slope=float(model_cfg.leaky_slope)),
+            sn(keras.layers.Conv2D(int(filters), int(model_cfg.kernel_size), strides=int(strides), padding="same")),
+        ]
     layers += [keras.layers.Flatten(), sn(keras.layers.Dense(1))]
     return keras.Sequential(layers, name="discriminator")
 
@@ -61,8 +68,16 @@ def prepare(cfg) -> classifier.Judge:
     """The run's judge (digit classifier + reference digits), loaded from the cache or trained
     once per process before the run starts; a too large eval.n_fake or missing labels fail here
     with one line, before any MLflow run exists."""
-    key = json.dumps([cfg.data.name, cfg.data.path, OmegaConf.to_container(cfg.eval.classifier, resolve=True),
-                      cfg.eval.coverage_threshold], sort_keys=True, default=str)
+    key = json.dumps(
+        [
+            cfg.data.name,
+            cfg.data.path,
+            OmegaConf.to_container(cfg.eval.classifier, resolve=True),
+            cfg.eval.coverage_threshold,
+        ],
+        sort_keys=True,
+        default=str,
+    )
     if key not in _JUDGES:
         _JUDGES[key] = classifier.judge_for(cfg.data, cfg.eval)
     judge = _JUDGES[key]
@@ -78,12 +93,14 @@ def reference_metrics(real: np.ndarray, cfg, rng: np.random.Generator) -> dict[s
     judge = prepare(cfg)
     n = int(cfg.eval.n_fake)
     floors = judge.floors(n, *classifier.chosen_metrics(cfg.eval))
-    return {**{f"eval/{name}": value for name, value in floors.items()},
-            "classifier/accuracy": judge.accuracy,
-            "classifier/n_train": float(len(judge.split.train.labels)),
-            "classifier/n_reference": float(judge.n_reference),
-            "classifier/cached": float(not judge.classifier.trained),
-            "classifier/train_s": judge.classifier.train_s}
+    return {
+        **{f"eval/{name}": value for name, value in floors.items()},
+        "classifier/accuracy": judge.accuracy,
+        "classifier/n_train": float(len(judge.split.train.labels)),
+        "classifier/n_reference": float(judge.n_reference),
+        "classifier/cached": float(not judge.classifier.trained),
+        "classifier/train_s": judge.classifier.train_s,
+    }
 
 
 def evaluate(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step: int) -> dict[str, float]:
@@ -112,7 +129,12 @@ def pictures(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step:
     else:
         histogram = prepare(cfg).scores(generate(int(cfg.eval.n_fake)), [])["histogram"]
     threshold = float(cfg.eval.coverage_threshold)
-    return {"samples": plots.image_grid(generate(rows * cols), rows, cols),
-            "classes": plots.class_histogram_figure(
-                histogram, threshold, f"Digit classes of {cfg.eval.n_fake} fakes (step {step}); "
-                                      f"coverage {int((histogram >= threshold).sum())}/10")}
+    return {
+        "samples": plots.image_grid(generate(rows * cols), rows, cols),
+        "classes": plots.class_histogram_figure(
+            histogram,
+            threshold,
+            f"Digit classes of {cfg.eval.n_fake} fakes (step {step}); "
+            f"coverage {int((histogram >= threshold).sum())}/10",
+        ),
+    }

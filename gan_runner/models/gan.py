@@ -29,6 +29,7 @@ from gan_runner.models import ema, losses
 
 METRICS = ("d_loss", "d_acc", "g_loss", "g_acc")  # + d_penalty when a penalty is on
 
+
 @dataclass(frozen=True)
 class StepConfig:
     latent_dim: int
@@ -59,9 +60,17 @@ def sequential_bounds(n: int, batch_size: int) -> np.ndarray:
 class GanStep:
     """Owns G, D, their optimizers, the step counter, the training RNG and the EMA of G."""
 
-    def __init__(self, generator: keras.Model, discriminator: keras.Model,
-                 d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer,
-                 real_data: np.ndarray, config: StepConfig, seed: int, ema_generator: keras.Model | None = None):
+    def __init__(
+        self,
+        generator: keras.Model,
+        discriminator: keras.Model,
+        d_optimizer: keras.optimizers.Optimizer,
+        g_optimizer: keras.optimizers.Optimizer,
+        real_data: np.ndarray,
+        config: StepConfig,
+        seed: int,
+        ema_generator: keras.Model | None = None,
+    ):
         if d_optimizer is g_optimizer:
             raise ValueError("D and G need separate optimizer instances")
         self.generator, self.discriminator = generator, discriminator
@@ -84,8 +93,11 @@ class GanStep:
         # generator that evaluation, pictures and saved weights use: the EMA one when on.
         spec = [tf.TensorSpec((None, config.latent_dim), tf.float32)]
         self.generate_raw = tf.function(lambda z: generator(z, training=False), input_signature=spec)
-        self.generate = self.generate_raw if self.ema_generator is None else \
-            tf.function(lambda z: self.ema_generator(z, training=False), input_signature=spec)
+        self.generate = (
+            self.generate_raw
+            if self.ema_generator is None
+            else tf.function(lambda z: self.ema_generator(z, training=False), input_signature=spec)
+        )
         self.metric_names = METRICS + (("d_penalty",) if config.penalty != "none" else ())
 
     @property
@@ -103,7 +115,7 @@ class GanStep:
         if self.config.order == "sequential":
             block = self.step * self.config.d_steps + k
             start_end = self.bounds[block % tf.shape(self.bounds, out_type=tf.int64)[0]]
-            return self.real[start_end[0]:start_end[1]]
+            return self.real[start_end[0] : start_end[1]]
         idx = self.rng.uniform((self.config.batch_size,), 0, self.n_real, dtype=tf.int64)
         return tf.gather(self.real, idx)
 
@@ -169,7 +181,7 @@ class GanStep:
         with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
             fake = self.generator(noise, training=True)
             logits = self.discriminator(tf.concat([real, fake], axis=0), training=True)  # (2B, 1)
-            real_logits, fake_logits = logits[:tf.shape(real)[0]], logits[tf.shape(real)[0]:]
+            real_logits, fake_logits = logits[: tf.shape(real)[0]], logits[tf.shape(real)[0] :]
             d_loss = self._d_loss(real_logits, fake_logits)
             g_loss = self._g_loss(fake_logits)
             penalty = self._penalty(real, tf.stop_gradient(fake), alpha)
@@ -199,11 +211,13 @@ class GanStep:
         if self.config.update == "simultaneous":
             d = draws["d"][0]
             d_loss, d_acc, g_loss, g_acc, penalty = self.simultaneous_update(
-                *self._local(d["real"], d["noise"], *([d["alpha"]] if "alpha" in d else [])))
+                *self._local(d["real"], d["noise"], *([d["alpha"]] if "alpha" in d else []))
+            )
         else:
             for d in draws["d"]:
                 d_loss, d_acc, penalty = self.d_update(
-                    *self._local(d["real"], d["noise"], *([d["alpha"]] if "alpha" in d else [])))
+                    *self._local(d["real"], d["noise"], *([d["alpha"]] if "alpha" in d else []))
+                )
             g_loss, g_acc = self.g_update(*self._local(draws["g_noise"]))
         out = {"d_loss": d_loss, "d_acc": d_acc, "g_loss": g_loss, "g_acc": g_acc}
         if self.config.penalty != "none":
@@ -213,8 +227,11 @@ class GanStep:
     def one_step(self):
         out = self.update(self.draw())
         if self.ema_generator is not None:  # after G's update, from the step's number before it
-            ema.update(self.ema_generator, self.generator, ema.decay_at(self.step, self.config.ema_decay,
-                                                                        self.config.ema_start))
+            ema.update(
+                self.ema_generator,
+                self.generator,
+                ema.decay_at(self.step, self.config.ema_decay, self.config.ema_start),
+            )
         self.step.assign_add(1)
         return out
 
@@ -244,8 +261,12 @@ class GanStep:
     def state_variables(self) -> dict:
         """Every variable a step reads or writes, by a stable name: what a checkpoint holds.
         Positional names, since Keras' layer names depend on how many layers were built before."""
-        groups = {"generator": self.generator.weights, "discriminator": self.discriminator.weights,
-                  "d_optimizer": self.d_optimizer.variables, "g_optimizer": self.g_optimizer.variables}
+        groups = {
+            "generator": self.generator.weights,
+            "discriminator": self.discriminator.weights,
+            "d_optimizer": self.d_optimizer.variables,
+            "g_optimizer": self.g_optimizer.variables,
+        }
         if self.ema_generator is not None:
             groups["generator_ema"] = self.ema_generator.weights
         out = {f"{group}.{i}": var for group, variables in groups.items() for i, var in enumerate(variables)}
@@ -254,5 +275,7 @@ class GanStep:
 
     def learning_rates(self) -> dict[str, float]:
         """The rates the optimizers use at their current iteration (after any schedule)."""
-        return {"lr_d": float(self.d_optimizer.learning_rate.numpy()),
-                "lr_g": float(self.g_optimizer.learning_rate.numpy())}
+        return {
+            "lr_d": float(self.d_optimizer.learning_rate.numpy()),
+            "lr_g": float(self.g_optimizer.learning_rate.numpy()),
+        }

@@ -18,22 +18,28 @@ def latent_dim(model_cfg) -> int:
 
 def build_generator(model_cfg) -> keras.Model:
     """z (B, noise_dim) ~ U(-1, 1) -> Dense(hidden, relu) -> Dense(1, linear) -> (B, 1)."""
-    return keras.Sequential([
-        keras.Input((model_cfg.noise_dim,)),
-        keras.layers.Dense(model_cfg.hidden, activation="relu"),
-        keras.layers.Dense(1),
-    ], name="generator")
+    return keras.Sequential(
+        [
+            keras.Input((model_cfg.noise_dim,)),
+            keras.layers.Dense(model_cfg.hidden, activation="relu"),
+            keras.layers.Dense(1),
+        ],
+        name="generator",
+    )
 
 
 def build_discriminator(model_cfg, sample_shape: tuple[int, ...]) -> keras.Model:
     """x (B, 1) -> Dense(hidden, relu) -> Dense(1) logits (the seed's sigmoid is in the loss);
     model.d_spectral_norm: each Dense spectrally normalised (Miyato et al. 2018)."""
     sn = spectral.maybe(model_cfg)
-    return keras.Sequential([
-        keras.Input(sample_shape),
-        sn(keras.layers.Dense(model_cfg.hidden, activation="relu")),
-        sn(keras.layers.Dense(1)),
-    ], name="discriminator")
+    return keras.Sequential(
+        [
+            keras.Input(sample_shape),
+            sn(keras.layers.Dense(model_cfg.hidden, activation="relu")),
+            sn(keras.layers.Dense(1)),
+        ],
+        name="discriminator",
+    )
 
 
 def evaluate(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step: int) -> dict[str, float]:

@@ -68,8 +68,11 @@ def lsgan_g(f, b: float = 1.0, a: float = 0.0):
 
 # name -> (D's loss(r, f, b, a), G's loss(f, b, a)); the names are config.LOSSES (conf/loss/)
 PAIRS: dict[str, tuple[Callable, Callable]] = {
-    "ns": (bce_d, ns_g), "minimax": (bce_d, minimax_g), "hinge": (hinge_d, critic_g),
-    "wasserstein": (wasserstein_d, critic_g), "lsgan": (lsgan_d, lsgan_g),
+    "ns": (bce_d, ns_g),
+    "minimax": (bce_d, minimax_g),
+    "hinge": (hinge_d, critic_g),
+    "wasserstein": (wasserstein_d, critic_g),
+    "lsgan": (lsgan_d, lsgan_g),
 }
 
 
