@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from test_sample import TINY_DCGAN
+from test_sample import TINY_DCGAN, assert_grid_is_the_runs_own
 
 from conftest import SWEEP_1D, compose_cfg, run_cli
 
@@ -94,7 +94,6 @@ def test_the_champion_gives_the_runs_own_digits_and_fd(tmp_path, capsys):
     """A DCGAN registered as `digits`: models:/digits@champion samples the run's last sample grid
     (the uint8 image it logged) bit for bit, and evaluate gives the run's last eval/fd."""
     from mlflow.tracking import MlflowClient
-    from PIL import Image
 
     from gan_runner import evaluate, sample, train
 
@@ -106,14 +105,7 @@ def test_the_champion_gives_the_runs_own_digits_and_fd(tmp_path, capsys):
     (run,) = client.search_runs([client.get_experiment_by_name("dcgan").experiment_id])
     rid = run.info.run_id
     sample.main(["models:/digits@champion", "n=16", f"out={tmp_path / 'grid'}", f"tracking.uri={store}"])
-    (logged,) = [
-        a.path
-        for a in client.list_artifacts(rid, "images")
-        if a.path.startswith("images/samples+step+4+") and a.path.endswith(".png")
-    ]
-    theirs = np.asarray(Image.open(client.download_artifacts(rid, logged, str(tmp_path))))
-    ours = np.asarray(Image.open(tmp_path / "grid" / "samples.png"))
-    assert theirs.shape == ours.shape and np.abs(theirs.astype(int) - ours.astype(int)).max() == 0
+    assert_grid_is_the_runs_own(client, rid, tmp_path / "grid" / "samples.png", tmp_path)
     capsys.readouterr()
     result = evaluate.main(["models:/digits/1", f"tracking.uri={store}", "--json"])
     assert result["fd"] == pytest.approx(run.data.metrics["eval/fd"], rel=1e-12, abs=1e-12)

@@ -52,8 +52,22 @@ def _sample(capsys, *argv) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def test_every_source_gives_the_runs_own_samples_bit_for_bit(dcgan_run, tmp_path, capsys):
+def assert_grid_is_the_runs_own(client, rid: str, grid_png: Path, tmp_path: Path) -> None:
+    """The PNG grid `sample` wrote equals, pixel for pixel, the 4x4 grid the run logged at its
+    last step (step 4 of TINY_DCGAN)."""
     from PIL import Image
+
+    (logged,) = [
+        a.path
+        for a in client.list_artifacts(rid, "images")
+        if a.path.startswith("images/samples+step+4+") and a.path.endswith(".png")
+    ]
+    theirs = np.asarray(Image.open(client.download_artifacts(rid, logged, str(tmp_path))))
+    ours = np.asarray(Image.open(grid_png))
+    assert theirs.shape == ours.shape and np.abs(theirs.astype(int) - ours.astype(int)).max() == 0
+
+
+def test_every_source_gives_the_runs_own_samples_bit_for_bit(dcgan_run, tmp_path, capsys):
 
     from gan_runner.metrics import classifier
     from gan_runner.metrics.image import frechet_distance_features
@@ -63,14 +77,7 @@ def test_every_source_gives_the_runs_own_samples_bit_for_bit(dcgan_run, tmp_path
     uri = f"tracking.uri={store}"
     # n = 16: the run's 4x4 grid at its last step, as the uint8 image it logged
     _sample(capsys, rid, "n=16", f"out={tmp_path / 'grid'}", uri)
-    (logged,) = [
-        a.path
-        for a in client.list_artifacts(rid, "images")
-        if a.path.startswith("images/samples+step+4+") and a.path.endswith(".png")
-    ]
-    theirs = np.asarray(Image.open(client.download_artifacts(rid, logged, str(tmp_path))))
-    ours = np.asarray(Image.open(tmp_path / "grid" / "samples.png"))
-    assert theirs.shape == ours.shape and np.abs(theirs.astype(int) - ours.astype(int)).max() == 0
+    assert_grid_is_the_runs_own(client, rid, tmp_path / "grid" / "samples.png", tmp_path)
 
     # n = eval.n_fake: the run's evaluation fakes; from all four kinds of source, identical
     folder = tmp / "ckpt" / rid

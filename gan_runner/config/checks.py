@@ -226,6 +226,16 @@ def _need(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _refuse_foreign(where: str, key: str, group: str, chosen: str, allowed, params_of: dict) -> None:
+    """`key` must be a parameter of the chosen `group` choice; else one line naming the choices
+    it does belong to (or the nearest known key)."""
+    if key in allowed:
+        return
+    owners = [other for other, params in params_of.items() if key in params]
+    hint = f"; it belongs to {group}={', '.join(owners)}" if owners else did_you_mean(where)
+    raise ConfigError(f"{where}: not a parameter of {group} '{chosen}'; allowed: {', '.join(allowed) or 'none'}{hint}")
+
+
 def _choice(key: str, value: str, allowed: tuple[str, ...] | list[str]) -> None:
     _need(value in allowed, f"{key}: unknown choice '{value}'; known: {', '.join(allowed)}")
 
@@ -319,12 +329,7 @@ def _check_schedule(schedule: dict, set_by_user: set[str]) -> DictConfig:
             if part == "" and key in ("name", "d", "g"):
                 continue
             where = f"schedule.{part}{key}"
-            if key not in allowed:
-                owners = [other for other, params in SCHEDULE_PARAMS.items() if key in params]
-                hint = f"; it belongs to schedule={', '.join(owners)}" if owners else did_you_mean(where)
-                raise ConfigError(
-                    f"{where}: not a parameter of schedule '{name}'; allowed: {', '.join(allowed) or 'none'}{hint}"
-                )
+            _refuse_foreign(where, key, "schedule", name, allowed, SCHEDULE_PARAMS)
             if value is None:
                 continue
             values[key] = value = _number(where, value, allowed[key])
@@ -381,13 +386,7 @@ def _check_ranges(cfg: DictConfig) -> None:
     _choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
     allowed = (*OPTIMIZER_PARAMS[cfg.optimizer.name], *OPTIMIZER_COMMON_PARAMS)
     for key in cfg.optimizer.params:
-        where = f"optimizer.params.{key}"
-        if key not in allowed:
-            owners = [name for name, params in OPTIMIZER_PARAMS.items() if key in params]
-            hint = f"; it belongs to optimizer={', '.join(owners)}" if owners else did_you_mean(where)
-            raise ConfigError(
-                f"{where}: not a parameter of optimizer '{cfg.optimizer.name}'; allowed: {', '.join(allowed)}{hint}"
-            )
+        _refuse_foreign(f"optimizer.params.{key}", key, "optimizer", cfg.optimizer.name, allowed, OPTIMIZER_PARAMS)
     for net in ("d", "g"):
         _positive_float(f"optimizer.{net}.learning_rate", cfg.optimizer[net].learning_rate)
     _choice("tracking", cfg.tracking.name, TRACKERS)
