@@ -146,6 +146,18 @@ def _g_loss(name, f, b, a):
     return 0.5 * np.mean((f - b) ** 2), (f - b) / f.size
 
 
+def _r1(real, w, gamma):
+    """R1 on the 1-D D = w2 . relu(w0 x + b0) + b2: its input gradient per sample is
+    s = sum_j w0_j m_j w2_j (m: the relu mask, piecewise constant), so the penalty is
+    gamma / 2 * mean(s^2) and its weight gradients are gamma * mean(s m w2) for w0 and
+    gamma * mean(s m w0) for w2 (none for the biases). Returns (penalty, grads)."""
+    mask = (real @ w[0] + w[1] > 0).astype(np.float64)  # (B, H)
+    s = mask @ (w[0][0] * w[2][:, 0])  # (B,)
+    d_w0 = gamma * np.mean(s[:, None] * mask * w[2][:, 0], axis=0)[None, :]  # (1, H)
+    d_w2 = gamma * np.mean(s[:, None] * mask * w[0][0], axis=0)[:, None]  # (H, 1)
+    return 0.5 * gamma * np.mean(s**2), [d_w0, np.zeros_like(w[1]), d_w2, np.zeros_like(w[3])]
+
+
 def _first_update(weights, grads, cfg, net):
     """One step of the configured optimizer from fresh slots (Keras 3's update rules)."""
     lr, params = cfg.optimizer[net].learning_rate, cfg.optimizer.params
@@ -165,14 +177,20 @@ def _numpy_step(cfg, real, noise, g_noise, g_w, d_w):
     logits = _mlp(both, d_w)
     d_loss, d_dlogits = _d_loss(cfg.loss.name, logits, len(real), real_t, fake_t)
     d_acc = np.mean(np.concatenate([logits[: len(real)] > 0, logits[len(real) :] <= 0]))
-    d_new = _first_update(d_w, _mlp_grads(both, d_w, d_dlogits)[0], cfg, "d")
+    d_grads = _mlp_grads(both, d_w, d_dlogits)[0]
+    metrics = {}
+    if cfg.penalty.name == "r1":
+        metrics["d_penalty"], r1_grads = _r1(real, d_w, cfg.penalty.gamma)
+        d_grads = [g + p for g, p in zip(d_grads, r1_grads)]
+    d_new = _first_update(d_w, d_grads, cfg, "d")
     judge = d_w if cfg.trainer["update"] == "simultaneous" else d_new  # .update is a dict method
     g_fake = _mlp(g_noise, g_w)
     g_logits = _mlp(g_fake, judge)
     g_loss, g_dlogits = _g_loss(cfg.loss.name, g_logits, real_t, fake_t)
     _, d_fake = _mlp_grads(g_fake, judge, g_dlogits)
     g_new = _first_update(g_w, _mlp_grads(g_noise, g_w, d_fake)[0], cfg, "g")
-    return {"d_loss": d_loss, "d_acc": d_acc, "g_loss": g_loss, "g_acc": np.mean(g_logits > 0)}, d_new, g_new
+    metrics.update({"d_loss": d_loss, "d_acc": d_acc, "g_loss": g_loss, "g_acc": np.mean(g_logits > 0)})
+    return metrics, d_new, g_new
 
 
 STEP_CASES = {
@@ -189,6 +207,8 @@ STEP_CASES = {
     "hinge": ["loss=hinge"],
     "wasserstein, simultaneous": ["loss=wasserstein", "trainer.update=simultaneous"],
     "lsgan, sgd": ["loss=lsgan", "optimizer=sgd"],
+    # the penalty enters D's gradient (sgd: RMSprop's normalised step would hide its size)
+    "r1, sgd": ["penalty=r1", "optimizer=sgd"],
 }
 
 
@@ -213,7 +233,8 @@ def test_one_step_matches_a_numpy_recomputation(overrides):
     expected, d_new, g_new = _numpy_step(cfg, real, noise, g_noise, g_w, d_w)
 
     assert int(gan.step.numpy()) == 1
-    for key in ("d_loss", "g_loss"):
+    assert ("d_penalty" in out) == ("d_penalty" in expected)
+    for key in ("d_loss", "g_loss", "d_penalty")[: 3 if "d_penalty" in expected else 2]:
         assert out[key] == pytest.approx(expected[key], rel=1e-5), key
     for key in ("d_acc", "g_acc"):  # a fraction of 2B (D) or B (G) decisions
         assert out[key] == pytest.approx(expected[key], abs=1e-6), key
