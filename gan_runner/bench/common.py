@@ -66,3 +66,14 @@ def timed_cli(args: list[str], folder: Path) -> tuple[float, float, list[dict[st
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+# The issue-15 scoreboard: each section records its targeted figures here; `python -m gan_runner.bench`
+# prints them together at the end, one row each with a pass/fail mark.
+SCOREBOARD: list[dict] = []
+
+
+def record_target(work: str, measured: str, target: str, passed: bool | None) -> None:
+    """One scoreboard row: `measured` and `target` as printed (units included); passed=None when the
+    figure could not be measured here (e.g. no GPU), which the board prints as such."""
+    SCOREBOARD.append({"work": work, "measured": measured, "target": target, "passed": passed})
