@@ -9,7 +9,8 @@ TensorFlow, which the config check must not wait for). Each model module provide
 
     build_generator(model_cfg) -> keras.Model        # (B, latent) -> sample
     build_discriminator(model_cfg, sample_shape) -> keras.Model   # sample -> (B, 1) logits
-    latent_dim(model_cfg) -> int
+    latent_dim(model_cfg) -> int                     # z's width (G's input adds K one-hot columns
+    num_classes(model_cfg) -> int                    #   when the module has num_classes: conditional)
     evaluate(generate, real, cfg, step) -> dict[str, float]     # eval/* metrics
     pictures(generate, real, cfg, step) -> dict[str, figure or uint8 image]
 """
@@ -20,7 +21,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from gan_runner.config.schema import DcganModel, Gaussian1dModel, ImageData, Normal1dData
+from gan_runner.config.schema import CdcganModel, DcganModel, Gaussian1dModel, ImageData, Normal1dData
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ModelEntry:
     data_kind: str  # the kind of data the model consumes
     schema: type  # the dataclass of the model.* section
     alias_of: str | None = None  # another name for that model (a conf/model/ file only; never model.name)
+    conditional: bool = False  # G(z, y), D(x, y): trains on the data's labels (gan_runner/models/gan.py)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ MODELS: dict[str, ModelEntry] = {
     "gaussian1d": ModelEntry("gan_runner.models.gaussian1d", "vector1d", Gaussian1dModel),
     "dcgan": ModelEntry("gan_runner.models.dcgan", "image", DcganModel),
     "dcgan_mnist": ModelEntry("gan_runner.models.dcgan", "image", DcganModel, alias_of="dcgan"),
+    "cdcgan": ModelEntry("gan_runner.models.cdcgan", "image", CdcganModel, conditional=True),
+    "cdcgan_mnist": ModelEntry("gan_runner.models.cdcgan", "image", CdcganModel, alias_of="cdcgan", conditional=True),
 }
 
 DATA: dict[str, DataEntry] = {

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from gan_runner import checkpoint, data, faults, registry, stopping, store, sweep, tracking
+from gan_runner import checkpoint, data, faults, labels, registry, stopping, store, sweep, tracking
 from gan_runner import config as config_mod
 from gan_runner.progress import Progress
 from gan_runner.stopping import Diverged, Interrupted  # noqa: F401  (what callers catch)
@@ -61,6 +61,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
         raise config_mod.ConfigError(
             f"batch.size: {cfg.batch.size} is larger than the data ({len(real)} {cfg.data.name} samples; see data.n)"
         )
+    real_labels = real_labels_for(cfg, real)  # a conditional model: unlabelled data fails here, in one line
     stopping.phase("tensorflow")
     configure_threads(cfg.trainer)  # before the model's module loads TensorFlow
     prepare = getattr(registry.get_model(cfg.model.name), "prepare", None)
@@ -96,7 +97,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
                 resumed.meta.get("overrides", []) if resumed else overrides,
             )
             faults.point("startup")
-            value = Trainer(cfg, real, tracker, ckpt, stop, resumed).fit()
+            value = Trainer(cfg, real, tracker, ckpt, stop, resumed, real_labels).fit()
             faults.point("finish")
         print(summary(cfg, overrides, tracker.run_id, folder, value), flush=True)
         if cfg.tracking.register and tracker.run_id and not sweep.in_multirun():  # a sweep: its best job
@@ -255,12 +256,23 @@ def configure_threads(trainer_cfg: DictConfig) -> str:
     return f"{threading.get_intra_op_parallelism_threads()}/{threading.get_inter_op_parallelism_threads()}"
 
 
-def build_gan(cfg: DictConfig, real: np.ndarray, load_weights=None):
+def real_labels_for(cfg: DictConfig, real: np.ndarray) -> np.ndarray | None:
+    """The class of each real sample for a conditional model (data.image_labels), else None."""
+    if not registry.MODELS[cfg.model.name].conditional:
+        return None
+    found = data.image_labels(cfg.data)
+    if len(found) != len(real):
+        raise data.DataError(f"data: {len(found)} labels for {len(real)} {cfg.data.name} images")
+    return found
+
+
+def build_gan(cfg: DictConfig, real: np.ndarray, load_weights=None, real_labels: np.ndarray | None = None):
     """The GAN step of a config, built from scratch in a clean, seeded Keras session: G and D
     from the registry, a fresh optimizer for each, the data, the step settings. Every variable is
     created in the strategy's scope (mirrored over the devices for trainer.strategy=mirrored).
     `load_weights(generator, discriminator)`, if given, runs on the new networks before the step
-    wraps them. Tests, benches and evaluate use this rather than a Trainer."""
+    wraps them. A conditional model trains on `real_labels` (read with the data when not
+    given). Tests, benches and evaluate use this rather than a Trainer."""
     configure_threads(cfg.trainer)  # before TensorFlow starts its runtime
     import keras
 
@@ -272,6 +284,9 @@ def build_gan(cfg: DictConfig, real: np.ndarray, load_weights=None):
     keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.seed)
     model = registry.get_model(cfg.model.name)
+    conditional = registry.MODELS[cfg.model.name].conditional
+    if conditional and real_labels is None:
+        real_labels = real_labels_for(cfg, real)
     with distribute.scope(cfg.trainer.strategy):
         generator = model.build_generator(cfg.model)
         discriminator = model.build_discriminator(cfg.model, real.shape[1:])
@@ -297,17 +312,22 @@ def build_gan(cfg: DictConfig, real: np.ndarray, load_weights=None):
                 d_steps=cfg.trainer.d_steps,
                 ema_decay=cfg.ema.decay,
                 ema_start=cfg.ema.start_step,
+                num_classes=model.num_classes(cfg.model) if conditional else 0,
+                class_loss_weight=float(cfg.model.get("class_loss_weight", 0.0)),
             ),
             seed=cfg.seed,
             # the EMA generator: G's architecture, its weights set from G by the step
             ema_generator=model.build_generator(cfg.model) if cfg.ema.decay is not None else None,
+            real_labels=real_labels,
         )
 
 
-def eval_noise(seed: int, n: int, latent_dim: int) -> np.ndarray:
+def eval_noise(seed: int, n: int, latent_dim: int, num_classes: int = 0) -> np.ndarray:
     """A run's evaluation noise for n fakes: U(-1, 1) from default_rng([seed, n]), drawn apart
-    from the training RNG so the eval cadence never changes training. (n, latent) float32."""
-    return np.random.default_rng([seed, n]).uniform(-1, 1, (n, latent_dim)).astype(np.float32)
+    from the training RNG so the eval cadence never changes training. (n, latent) float32; a
+    conditional model's G input [z | one_hot(i % K)] (n, latent + K) (gan_runner/labels.py)."""
+    z = np.random.default_rng([seed, n]).uniform(-1, 1, (n, latent_dim)).astype(np.float32)
+    return labels.with_labels(z, labels.eval_labels(n, num_classes), num_classes) if num_classes else z
 
 
 def generate_chunked(call, z: np.ndarray, sample_shape) -> np.ndarray:
@@ -327,6 +347,7 @@ class Trainer:
         checkpointer: checkpoint.Checkpointer | None = None,
         stop: stopping.SignalStop | None = None,
         resumed: checkpoint.Checkpoint | None = None,
+        real_labels: np.ndarray | None = None,
     ):
         # how TensorFlow runs: thread pools "intra/inter" and oneDNN, both fixed when it loads
         tracker.set_tags({"tf.threads": configure_threads(cfg.trainer), "tf.onednn": onednn_in_use()})
@@ -338,7 +359,7 @@ class Trainer:
             def load(generator, discriminator):
                 self._load_weights(generator, discriminator, cfg.weights.load)
 
-        self.gan = build_gan(cfg, real, load)
+        self.gan = build_gan(cfg, real, load, real_labels)
         self.history: dict[str, float] = {}
         self._eval_noise: dict[int, np.ndarray] = {}
         self.checkpointer, self.stop = checkpointer, stop or stopping.SignalStop()
@@ -376,20 +397,23 @@ class Trainer:
             weights = [resumed.arrays[k] for k in sorted(resumed.arrays) if k.startswith("host.trainer.best.")]
             self._best = (int(state["best"][0]), float(state["best"][1]), weights)
 
-    def generate(self, n: int) -> np.ndarray:
+    def generate(self, n: int, classes=None) -> np.ndarray:
         """n fakes from evaluation noise fixed for the whole run (the same z at every eval, so
         a change between evals is the generator's), drawn apart from the training RNG so the
-        eval cadence never changes training. The EMA generator when ema.decay is set."""
-        return self._generate(n, self.gan.generate)
+        eval cadence never changes training. The EMA generator when ema.decay is set. A
+        conditional model: of the classes i % K, or of `classes` (n,) with the same z."""
+        return self._generate(n, self.gan.generate, classes)
 
-    def generate_raw(self, n: int) -> np.ndarray:
+    def generate_raw(self, n: int, classes=None) -> np.ndarray:
         """generate(n) from the raw G (what eval_raw/* scores when the EMA is on)."""
-        return self._generate(n, self.gan.generate_raw)
+        return self._generate(n, self.gan.generate_raw, classes)
 
-    def _generate(self, n: int, call) -> np.ndarray:
+    def _generate(self, n: int, call, classes=None) -> np.ndarray:
+        k = self.gan.config.num_classes
         if n not in self._eval_noise:
-            self._eval_noise[n] = eval_noise(self.cfg.seed, n, self.gan.config.latent_dim)
-        fakes = generate_chunked(call, self._eval_noise[n], self.gan.generator.output_shape[1:])
+            self._eval_noise[n] = eval_noise(self.cfg.seed, n, self.gan.config.latent_dim, k)
+        inputs = self._eval_noise[n] if classes is None else labels.relabel(self._eval_noise[n], classes, k)
+        fakes = generate_chunked(call, inputs, self.gan.generator.output_shape[1:])
         if not np.isfinite(fakes).all():
             self._diverged("the generated samples")
         return fakes

@@ -54,6 +54,9 @@ STRATEGIES = ("default", "mirrored")
 # The GAN techniques (gan_runner/models/losses.py): the loss group's choices.
 LOSSES = ("ns", "minimax", "hinge", "wasserstein", "lsgan")
 LABELLED_LOSSES = ("ns", "minimax", "lsgan")  # the losses that read labels.real / labels.fake
+# How a conditional D sees the class (gan_runner/models/cdcgan.py).
+CONDS = ("projection", "concat", "acgan")
+N_CLASSES = 10  # of the image data sets (gan_runner/data/datasets.py)
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, str]:
@@ -306,6 +309,8 @@ def validate(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
     _check_ranges(out)
     _check_techniques(out, user_keys(overrides))
     MODEL_CHECKS.get(out.model.name, lambda c: None)(out)
+    if registry.MODELS[out.model.name].conditional:
+        _check_conditional(out, user_keys(overrides))
     DATA_CHECKS.get(out.data.name, lambda c: None)(out)
     _check_weights_load(out.weights.load)
     return out
@@ -530,7 +535,8 @@ def _check_normal1d(cfg: DictConfig) -> None:
 def _check_dcgan(cfg: DictConfig) -> None:
     m = cfg.model
     for key in ("latent_dim", "kernel_size", "g_start", "grid_rows", "grid_cols"):
-        _positive_int(f"model.{key}", m[key])
+        if key in m:  # cdcgan has no grid_rows (one row per class)
+            _positive_int(f"model.{key}", m[key])
     for net in ("g", "d"):
         filters, strides = list(m[f"{net}_filters"]), list(m[f"{net}_strides"])
         _need(
@@ -555,6 +561,26 @@ def _check_dcgan(cfg: DictConfig) -> None:
     )
 
 
+def _check_conditional(cfg: DictConfig, set_by_user: set[str]) -> None:
+    """model.cond, model.class_loss_weight (acgan's only: set for another cond it is refused),
+    and eval.n_fake: eval/fd_intra needs 2 fakes per class."""
+    m = cfg.model
+    _need(m.cond in CONDS, f"model.cond: unknown choice '{m.cond}'; allowed: {', '.join(CONDS)}")
+    if m.cond == "acgan":
+        _positive_float("model.class_loss_weight", m.class_loss_weight)
+    else:
+        _need(
+            "model.class_loss_weight" not in set_by_user,
+            f"model.class_loss_weight: has no effect with model.cond={m.cond} (no class head); "
+            "it weights the class loss of model.cond=acgan",
+        )
+    _need(
+        cfg.eval.n_fake >= 2 * N_CLASSES,
+        f"eval.n_fake: {cfg.eval.n_fake} is too few for eval/fd_intra (2 fakes per class of {N_CLASSES}); "
+        f"use eval.n_fake>={2 * N_CLASSES}",
+    )
+
+
 def _check_image_data(cfg: DictConfig) -> None:
     if cfg.data.n is not None:
         _positive_int("data.n", cfg.data.n)
@@ -572,5 +598,5 @@ def _check_weights_load(source: str | None) -> None:
 
 
 # Extra range checks per model / data choice (name -> check).
-MODEL_CHECKS = {"gaussian1d": _check_gaussian1d, "dcgan": _check_dcgan}
+MODEL_CHECKS = {"gaussian1d": _check_gaussian1d, "dcgan": _check_dcgan, "cdcgan": _check_dcgan}
 DATA_CHECKS = {"normal1d": _check_normal1d, "mnist": _check_image_data, "fashion_mnist": _check_image_data}

@@ -171,6 +171,25 @@ class DcganModel:
 
 
 @dataclass
+class CdcganModel:
+    """The DCGAN's keys (less grid_rows: the grid has one row per class) and the conditioning."""
+
+    name: str = MISSING
+    latent_dim: int = MISSING  # z; G's input is [z | one_hot(y)]
+    kernel_size: int = MISSING
+    g_start: int = MISSING
+    g_filters: list[int] = MISSING
+    g_strides: list[int] = MISSING
+    d_filters: list[int] = MISSING
+    d_strides: list[int] = MISSING
+    leaky_slope: float = MISSING
+    d_spectral_norm: bool = MISSING
+    grid_cols: int = MISSING  # the sample grid: one row per class, one fixed z per column
+    cond: str = MISSING  # how D sees the label: projection | concat | acgan (config/checks.py CONDS)
+    class_loss_weight: float = MISSING  # acgan: weight of the class cross-entropy in D's and G's loss
+
+
+@dataclass
 class ImageData:
     name: str = MISSING
     path: Optional[str] = MISSING  # folder or file; null = the Keras cache, system folders, download

@@ -25,6 +25,7 @@ from gan_runner.data.images import IMAGE_SETS
 from gan_runner.errors import DataError
 
 log = logging.getLogger(__name__)
+N_CLASSES = 10  # MNIST's digits, Fashion-MNIST's garments
 
 
 def load(data_cfg, seed: int) -> np.ndarray:
@@ -99,6 +100,46 @@ def _download(data_cfg, spec: images.ImageSet, places: list[Path]) -> np.ndarray
             f"data: no {spec.title} images found (looked in {looked}) and the download failed ({reason}); {hint}"
         ) from None
     return images.check_shape(np.asarray(x_train, np.uint8), f"keras.datasets.{data_cfg.name}")
+
+
+def label_files(image_file: Path) -> list[Path]:
+    """Where the labels of an IDX image file are looked for: the same name with
+    `images-idx3` -> `labels-idx1` (train-images-idx3-ubyte.gz -> train-labels-idx1-ubyte.gz),
+    gzipped or not."""
+    base = image_file.name.replace("images-idx3", "labels-idx1").removesuffix(".gz")
+    if base == image_file.name.removesuffix(".gz"):  # not an official-style name
+        base = image_file.name.removesuffix(".gz") + "-labels"
+    return [image_file.parent / (base + ".gz"), image_file.parent / base]
+
+
+def image_labels(data_cfg) -> np.ndarray:
+    """The class labels (N,) uint8 of the images image_data() reads (the same file, the same
+    first data.n; the caller compares the counts), for the conditional models: the IDX label
+    file beside the images, or the .npz's y_train (y_test with x_test). None: DataError, one line."""
+    spec = IMAGE_SETS[data_cfg.name]
+    found, places = find_images(data_cfg.name, data_cfg.path)
+    need = "a conditional model (model=cdcgan) trains on images with their labels"
+    if found is None and (data_cfg.path or not data_cfg.download):
+        looked = ", ".join(str(p) for p in places)
+        raise DataError(f"data: no {spec.title} images with labels found (looked in {looked}); {need}")
+    if found is None:
+        import keras  # imports TensorFlow: only here, as the last resort (image_data downloaded them)
+
+        (_, labels), _ = getattr(keras.datasets, data_cfg.name).load_data()
+    elif found.suffix == ".npz":
+        labels = images.read_npz_labels(found)
+        if labels is None:
+            raise DataError(f"{found}: no y_train (or y_test) beside the images; {need}")
+    else:
+        label_file = next((p for p in label_files(found) if p.is_file()), None)
+        if label_file is None:
+            looked = " or ".join(p.name for p in label_files(found))
+            raise DataError(f"{found}: no labels beside it (looked for {looked} in {found.parent}); {need}")
+        labels = images.read_labels(label_file, spec)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    if len(labels) and (labels.min() < 0 or labels.max() >= N_CLASSES):
+        raise DataError(f"data: labels must be 0-{N_CLASSES - 1}, got {labels.min()}-{labels.max()}")
+    return (labels[: data_cfg.n] if data_cfg.n else labels).astype(np.uint8)
 
 
 LOADERS = {"normal1d": normal1d, "mnist": image_data, "fashion_mnist": image_data}

@@ -210,6 +210,13 @@ def _read_npz(path: Path) -> np.ndarray:
     return check_shape(pixels, f"{path}:{key}")
 
 
+def read_npz_labels(path: Path) -> np.ndarray | None:
+    """y_train of a Keras-format archive (y_test when it holds only x_test), None if absent."""
+    with np.load(path, allow_pickle=False) as archive:
+        part = "train" if "x_train" in archive.files else "test"
+        return np.asarray(archive[f"y_{part}"]) if f"y_{part}" in archive.files else None
+
+
 def check_shape(pixels: np.ndarray, where: str) -> np.ndarray:
     """(N, 28, 28) or (N, 28, 28, 1) uint8 -> (N, 28, 28)."""
     if pixels.ndim == 4 and pixels.shape[-1] == 1:

@@ -116,14 +116,7 @@ def _sibling_names(name: str) -> list[str]:
     return []
 
 
-def label_files(image_file: Path) -> list[Path]:
-    """Where the labels of an IDX image file are looked for: the same name with
-    `images-idx3` -> `labels-idx1` (train-images-idx3-ubyte.gz -> train-labels-idx1-ubyte.gz),
-    gzipped or not."""
-    base = image_file.name.replace("images-idx3", "labels-idx1").removesuffix(".gz")
-    if base == image_file.name.removesuffix(".gz"):  # not an official-style name
-        base = image_file.name.removesuffix(".gz") + "-labels"
-    return [image_file.parent / (base + ".gz"), image_file.parent / base]
+label_files = data.label_files  # the one naming rule, shared with the conditional models' data
 
 
 def _idx_set(image_file: Path, spec: images.ImageSet, required: bool) -> LabelledSet | None:
@@ -403,9 +396,13 @@ class Judge:
         got = image_metrics.feature_scores(self.reference_logits[n : 2 * n], self.reference_logits[:n], chosen, k)
         return {f"{m}_floor": got[m] for m in chosen}
 
-    def scores(self, images_01: np.ndarray, metrics=image_metrics.IMAGE_METRICS, k: int = image_metrics.PRDC_K) -> dict:
+    def scores(
+        self, images_01: np.ndarray, metrics=image_metrics.IMAGE_METRICS, k: int = image_metrics.PRDC_K, labels=None
+    ) -> dict:
         """The chosen metrics (image_metrics.feature_scores) of the images against the first n
-        reference digits, and the class histogram."""
+        reference digits, and the class histogram; with the classes the images were made for
+        (`labels`, a conditional model's), also image_metrics.class_scores against the labelled
+        reference digits."""
         x = np.asarray(images_01)
         if not np.isfinite(x).all():
             raise ValueError(
@@ -413,9 +410,11 @@ class Judge:
             )
         n = len(x)
         self.check_n(n, "n", floor=False)
-        return image_metrics.feature_scores(
-            self.classifier.logits(x), self.reference_logits[:n], metrics, k, self.coverage_threshold
-        )
+        logits = self.classifier.logits(x)
+        out = image_metrics.feature_scores(logits, self.reference_logits[:n], metrics, k, self.coverage_threshold)
+        if labels is not None:
+            out.update(image_metrics.class_scores(logits, labels, self.reference_logits, self.split.reference.labels))
+        return out
 
 
 def chosen_metrics(eval_cfg) -> tuple[list[str], int]:

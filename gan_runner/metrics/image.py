@@ -276,3 +276,32 @@ def feature_scores(
     if any(m in metrics for m in PRDC_METRICS):  # one distance matrix serves all four
         out.update({m: v for m, v in prdc(real, fake, k).items() if m in metrics})
     return out
+
+
+def class_scores(fake_logits, fake_labels, real_logits, real_labels, n_classes: int = N_CLASSES) -> dict[str, float]:
+    """How well conditional fakes obey their labels (TF-GAN's conditional MNIST eval), by the
+    classifier's logits (n, k) of fakes made for `fake_labels` (n,) and of labelled real digits:
+      class_accuracy: fraction of fakes the classifier puts in their own class;
+      class_xent: mean cross-entropy -log p(y | G(z, y)) (nats; 0 = certain and right);
+      fd_intra: the mean over classes of the FD between the class's fakes and as many real
+        digits of that class (the first of them; fewer if fewer are there). Classes with < 2
+        fakes or < 2 real digits are left out; none left: ValueError."""
+    fake, real = _finite_2d(fake_logits, "fake logits"), _finite_2d(real_logits, "real logits")
+    y, real_y = np.asarray(fake_labels).reshape(-1), np.asarray(real_labels).reshape(-1)
+    if len(y) != len(fake) or len(real_y) != len(real):
+        raise ValueError(f"labels: {len(y)} for {len(fake)} fakes and {len(real_y)} for {len(real)} real digits")
+    z = fake - fake.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))  # log softmax, stable
+    per_class = []
+    for c in range(n_classes):
+        mine, theirs = fake[y == c], real[real_y == c]
+        m = min(len(mine), len(theirs))
+        if m >= 2:
+            per_class.append(frechet_distance(*gaussian_stats(mine[:m]), *gaussian_stats(theirs[:m])))
+    if not per_class:
+        raise ValueError("fd_intra: no class has 2 fakes and 2 real digits")
+    return {
+        "class_accuracy": float(np.mean(fake.argmax(axis=1) == y)),
+        "class_xent": float(-np.mean(log_p[np.arange(len(y)), y])),
+        "fd_intra": float(np.mean(per_class)),
+    }

@@ -22,12 +22,12 @@ def latent_dim(model_cfg) -> int:
     return int(model_cfg.latent_dim)
 
 
-def build_generator(model_cfg) -> keras.Model:
-    """z (B, latent) ~ U(-1, 1) -> Dense(s*s*f0) -> (B, s, s, f0) -> per filter f, stride t:
+def build_generator(model_cfg, input_dim: int | None = None) -> keras.Model:
+    """z (B, latent) ~ U(-1, 1) (or cdcgan's [z | one_hot(y)], input_dim wide) -> Dense(s*s*f0) -> (B, s, s, f0) -> per filter f, stride t:
     BatchNorm -> ReLU -> Conv2DTranspose(f, k, t, same) -> sigmoid: (B, 28, 28, 1) in [0, 1]."""
     start, first = int(model_cfg.g_start), int(model_cfg.g_filters[0])
     layers: list = [
-        keras.Input((latent_dim(model_cfg),)),
+        keras.Input((input_dim or latent_dim(model_cfg),)),
         keras.layers.Dense(start * start * first),
         keras.layers.Reshape((start, start, first)),
     ]
@@ -48,14 +48,21 @@ def build_discriminator(model_cfg, sample_shape: tuple[int, ...]) -> keras.Model
     -> Dense(1) logits (B, 1): the seed's sigmoid is folded into the loss, as in gaussian1d.
     model.d_spectral_norm: every Conv2D and the Dense spectrally normalised (SNGAN)."""
     sn = spectral.maybe(model_cfg)
-    layers: list = [keras.Input(tuple(sample_shape))]
+    layers: list = [keras.Input(tuple(sample_shape)), *d_trunk(model_cfg)]
+    layers += [keras.layers.Flatten(), sn(keras.layers.Dense(1))]
+    return keras.Sequential(layers, name="discriminator")
+
+
+def d_trunk(model_cfg) -> list:
+    """D's convolutions: per filter f, stride t: LeakyReLU -> Conv2D(f, k, t, same) (spectrally
+    normalised with model.d_spectral_norm)."""
+    sn, layers = spectral.maybe(model_cfg), []
     for filters, strides in zip(model_cfg.d_filters, model_cfg.d_strides):
         layers += [
             keras.layers.LeakyReLU(negative_slope=float(model_cfg.leaky_slope)),
             sn(keras.layers.Conv2D(int(filters), int(model_cfg.kernel_size), strides=int(strides), padding="same")),
         ]
-    layers += [keras.layers.Flatten(), sn(keras.layers.Dense(1))]
-    return keras.Sequential(layers, name="discriminator")
+    return layers
 
 
 # ---- judging the digits (gan_runner/classifier.py, gan_runner/image_metrics.py) ---------------
@@ -123,18 +130,23 @@ def pictures(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step:
     (generate(n) uses noise fixed for the run), as one uint8 image; and the class histogram of
     the eval.n_fake fakes as a bar chart (the evaluation's at this step, else computed)."""
     rows, cols = int(cfg.model.grid_rows), int(cfg.model.grid_cols)
+    return {
+        "samples": plots.image_grid(generate(rows * cols), rows, cols),
+        "classes": class_figure(generate, cfg, step),
+    }
+
+
+def class_figure(generate: Callable[[int], np.ndarray], cfg, step: int):
+    """The class histogram of the eval.n_fake fakes as a bar chart (the evaluation's at this
+    step, else computed)."""
     last = _LAST_HISTOGRAM
     if last.get("step") == step and last["owner"]() is _owner(generate):
         histogram = last["histogram"]
     else:
         histogram = prepare(cfg).scores(generate(int(cfg.eval.n_fake)), [])["histogram"]
     threshold = float(cfg.eval.coverage_threshold)
-    return {
-        "samples": plots.image_grid(generate(rows * cols), rows, cols),
-        "classes": plots.class_histogram_figure(
-            histogram,
-            threshold,
-            f"Digit classes of {cfg.eval.n_fake} fakes (step {step}); "
-            f"coverage {int((histogram >= threshold).sum())}/10",
-        ),
-    }
+    return plots.class_histogram_figure(
+        histogram,
+        threshold,
+        f"Digit classes of {cfg.eval.n_fake} fakes (step {step}); coverage {int((histogram >= threshold).sum())}/10",
+    )

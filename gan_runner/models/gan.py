@@ -3,7 +3,13 @@
 One step = trainer.d_steps D updates on real + fake (the `loss` group's D loss, plus the
 `penalty`), then one G update through D (the loss's G loss), then the EMA of G's weights when
 ema.decay is set. `step` counts G updates. The default (loss=ns, d_steps 1, no penalty, no EMA)
-is the seed's: BCE against labels.real / labels.fake. The loop over steps runs inside a `tf.function`
+is the seed's: BCE against labels.real / labels.fake.
+
+A class-conditional model (StepConfig.num_classes > 0, model=cdcgan) uses the same step: each
+real batch carries its labels y, each fake its label drawn uniformly from the one training RNG
+(after the noise it goes with), G's input is [z | one_hot(y)] (gan_runner/labels.py) and D is
+called as D(x, y) (or D(x) -> (logits, class logits) with an auxiliary class head: AC-GAN, whose
+class cross-entropy, times class_loss_weight, joins D's loss on real and G's loss on fakes). The loop over steps runs inside a `tf.function`
 (`run_steps`), so the Python cost is paid once per chunk, not once per step.
 
 Everything a step depends on lives in TensorFlow variables: the networks, both optimizers,
@@ -45,6 +51,8 @@ class StepConfig:
     d_steps: int = 1  # D updates per G update (WGAN's n_critic)
     ema_decay: float | None = None  # None: no EMA generator
     ema_start: int = 0  # G updates before which the EMA is a plain copy
+    num_classes: int = 0  # > 0: class-conditional (real labels needed; fake labels drawn uniformly)
+    class_loss_weight: float = 0.0  # D with a class head (acgan): weight of its cross-entropy
 
 
 def sequential_bounds(n: int, batch_size: int) -> np.ndarray:
@@ -70,6 +78,7 @@ class GanStep:
         config: StepConfig,
         seed: int,
         ema_generator: keras.Model | None = None,
+        real_labels: np.ndarray | None = None,
     ):
         if d_optimizer is g_optimizer:
             raise ValueError("D and G need separate optimizer instances")
@@ -83,6 +92,11 @@ class GanStep:
             self.ema_generator.set_weights(generator.get_weights())
         self.real = tf.constant(real_data)  # (N, ...) kept in memory; batches are gathered in-graph
         self.n_real = int(real_data.shape[0])
+        self.conditional = config.num_classes > 0
+        if self.conditional and (real_labels is None or len(real_labels) != self.n_real):
+            raise ValueError("a conditional model needs one label per real sample")
+        self.real_labels = tf.constant(np.asarray(real_labels, np.int32)) if self.conditional else None  # (N,)
+        self.class_head = len(discriminator.outputs) == 2  # D(x) -> (logits, class logits): AC-GAN
         self.bounds = tf.constant(sequential_bounds(self.n_real, config.batch_size))
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.rng = tf.random.Generator.from_seed(seed)
@@ -91,14 +105,18 @@ class GanStep:
         self._run_steps_graph = tf.function(self._run_steps, autograph=False)  # the loop is written out below
         # One trace for every batch size: the batch dimension is left open. `generate` is the
         # generator that evaluation, pictures and saved weights use: the EMA one when on.
-        spec = [tf.TensorSpec((None, config.latent_dim), tf.float32)]
+        spec = [tf.TensorSpec((None, generator.input_shape[-1]), tf.float32)]  # latent (+ K one-hot)
         self.generate_raw = tf.function(lambda z: generator(z, training=False), input_signature=spec)
         self.generate = (
             self.generate_raw
             if self.ema_generator is None
             else tf.function(lambda z: self.ema_generator(z, training=False), input_signature=spec)
         )
-        self.metric_names = METRICS + (("d_penalty",) if config.penalty != "none" else ())
+        self.metric_names = (
+            METRICS
+            + (("d_penalty",) if config.penalty != "none" else ())
+            + (("d_class", "g_class") if self.class_head else ())
+        )
 
     @property
     def eval_generator(self) -> keras.Model:
@@ -110,32 +128,57 @@ class GanStep:
     def noise(self, n) -> tf.Tensor:
         return self.rng.uniform((n, self.config.latent_dim), -1.0, 1.0)  # (n, latent)
 
-    def real_batch(self, k: int = 0) -> tf.Tensor:
-        """The real batch of D update k of this step (sequential: block step * d_steps + k)."""
+    def labels(self, n) -> tf.Tensor:
+        """n fake labels, uniform over the classes, from the training RNG. (n,) int32"""
+        return self.rng.uniform((n,), 0, self.config.num_classes, dtype=tf.int32)
+
+    def condition(self, z, y) -> tf.Tensor:
+        """G's input [z | one_hot(y)] (n, latent + K), as gan_runner/labels.py builds it in numpy."""
+        return tf.concat([z, tf.one_hot(y, self.config.num_classes, dtype=z.dtype)], axis=1)
+
+    def real_batch(self, k: int = 0):
+        """The real batch of D update k of this step (sequential: block step * d_steps + k);
+        (x, y) for a conditional model."""
         if self.config.order == "sequential":
             block = self.step * self.config.d_steps + k
             start_end = self.bounds[block % tf.shape(self.bounds, out_type=tf.int64)[0]]
-            return self.real[start_end[0] : start_end[1]]
+            x = self.real[start_end[0] : start_end[1]]
+            return (x, self.real_labels[start_end[0] : start_end[1]]) if self.conditional else x
         idx = self.rng.uniform((self.config.batch_size,), 0, self.n_real, dtype=tf.int64)
-        return tf.gather(self.real, idx)
+        return (
+            (tf.gather(self.real, idx), tf.gather(self.real_labels, idx))
+            if self.conditional
+            else tf.gather(self.real, idx)
+        )
 
     def draw(self) -> dict:
         """Every random draw of one step, in a fixed order, from the one training RNG: per D
         update its real batch, noise and (gp) interpolation weights alpha (B,); then G's noise
         (the last D update's with batch.reuse_noise; none for the simultaneous update). With
-        the defaults: real batch, noise, G noise, as the seed's step."""
+        the defaults: real batch, noise, G noise, as the seed's step. A conditional model draws
+        each noise's fake labels right after it (real_y / fake_y; G's: g_y)."""
         d = []
         for k in range(self.config.d_steps):
-            real = self.real_batch(k)
+            real, draw = self.real_batch(k), {}
+            if self.conditional:
+                real, draw["real_y"] = real
             rows = tf.shape(real)[0]
-            draw = {"real": real, "noise": self.noise(rows)}
+            draw.update(real=real, noise=self.noise(rows))
+            if self.conditional:
+                draw["fake_y"] = self.labels(rows)
+                draw["noise"] = self.condition(draw["noise"], draw["fake_y"])
             if self.config.penalty == "gp":
                 draw["alpha"] = self.rng.uniform(tf.reshape(rows, [1]), 0.0, 1.0)  # (B,): one per sample
             d.append(draw)
         if self.config.update == "simultaneous":
             return {"d": d}
-        g_noise = d[-1]["noise"] if self.config.reuse_noise else self.noise(rows)
-        return {"d": d, "g_noise": g_noise}
+        if self.config.reuse_noise:
+            return {"d": d, "g_noise": d[-1]["noise"], **({"g_y": d[-1]["fake_y"]} if self.conditional else {})}
+        g_noise = self.noise(rows)
+        if not self.conditional:
+            return {"d": d, "g_noise": g_noise}
+        g_y = self.labels(rows)
+        return {"d": d, "g_noise": self.condition(g_noise, g_y), "g_y": g_y}
 
     def _local(self, *tensors):
         """This replica's rows of a step's draws: all of them on one device (distribute.py)."""
@@ -145,53 +188,88 @@ class GanStep:
         """This replica's share of a batch-mean loss: the whole of it on one device."""
         return loss
 
-    def _penalty(self, real, fake, alpha):
-        """The penalty group's term of D's loss (0 for none)."""
+    def critic(self, x, y=None, training=True):
+        """D's logits (B, 1) and its class logits (B, K) (None without a class head). A
+        conditional D is called D(x, y), one with a class head (acgan) D(x) -> both."""
+        if not self.conditional:
+            return self.discriminator(x, training=training), None
+        out = self.discriminator([x, y] if len(self.discriminator.inputs) == 2 else x, training=training)
+        return (out[0], out[1]) if self.class_head else (out, None)
+
+    def _penalty(self, real, fake, alpha, real_y=None):
+        """The penalty group's term of D's loss (0 for none). A conditional D is differentiated
+        in x at the real labels (gp: real and fake interpolated under the real sample's label)."""
         weight = self.config.penalty_weight
+        d = (
+            self.discriminator
+            if not self.conditional
+            else (lambda x, training=True: self.critic(x, real_y, training)[0])
+        )
         if self.config.penalty == "gp":
-            return self._scale(losses.gradient_penalty(self.discriminator, real, fake, alpha, weight))
+            return self._scale(losses.gradient_penalty(d, real, fake, alpha, weight))
         if self.config.penalty == "r1":
-            return self._scale(losses.r1_penalty(self.discriminator, real, weight))
+            return self._scale(losses.r1_penalty(d, real, weight))
         return tf.constant(0.0)
 
-    def d_update(self, real, noise, alpha=None):
-        """One D update on real + G(noise). Returns (loss without penalty, accuracy at 0, penalty)."""
+    def _class_loss(self, class_logits, y):
+        """The class head's mean cross-entropy against y (unweighted); 0 without a class head."""
+        if class_logits is None:
+            return tf.constant(0.0)
+        xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=class_logits)
+        return self._scale(tf.reduce_mean(xent))
+
+    def _with_class(self, loss, class_loss):
+        return loss + self.config.class_loss_weight * class_loss if self.class_head else loss
+
+    def d_update(self, real, noise, alpha=None, real_y=None, fake_y=None):
+        """One D update on real + G(noise). Returns (loss without penalty and class term,
+        accuracy at 0, penalty, class loss on the real batch)."""
         fake = self.generator(noise, training=True)
         with tf.GradientTape() as tape:
-            real_logits = self.discriminator(real, training=True)
-            fake_logits = self.discriminator(fake, training=True)
+            real_logits, real_classes = self.critic(real, real_y)
+            fake_logits, _ = self.critic(fake, fake_y)
             loss = self._d_loss(real_logits, fake_logits)
-            penalty = self._penalty(real, fake, alpha)
+            class_loss = self._class_loss(real_classes, real_y)  # AC-GAN's D: real labels only (StudioGAN)
+            penalty = self._penalty(real, fake, alpha, real_y)
             total = loss + penalty if self.config.penalty != "none" else loss
+            total = self._with_class(total, class_loss)
         grads = tape.gradient(total, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables))
-        return loss, self._d_accuracy(real_logits, fake_logits), penalty
+        return loss, self._d_accuracy(real_logits, fake_logits), penalty, class_loss
 
-    def g_update(self, noise):
-        """One G update through D (D's weights untouched). Returns (loss, fraction called real)."""
+    def g_update(self, noise, fake_y=None):
+        """One G update through D (D's weights untouched). Returns (loss without the class term,
+        fraction called real, class loss of the fakes)."""
         with tf.GradientTape() as tape:
-            fake_logits = self.discriminator(self.generator(noise, training=True), training=True)
+            fake_logits, fake_classes = self.critic(self.generator(noise, training=True), fake_y)
             loss = self._g_loss(fake_logits)
-        grads = tape.gradient(loss, self.generator.trainable_variables)
+            class_loss = self._class_loss(fake_classes, fake_y)
+            total = self._with_class(loss, class_loss)
+        grads = tape.gradient(total, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
-        return loss, tf.reduce_mean(tf.cast(fake_logits > 0, tf.float32))
+        return loss, tf.reduce_mean(tf.cast(fake_logits > 0, tf.float32)), class_loss
 
-    def simultaneous_update(self, real, noise, alpha=None):
+    def simultaneous_update(self, real, noise, alpha=None, real_y=None, fake_y=None):
         """D and G from one shared G forward (saves the second G pass; not the seed's algorithm)."""
         with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
             fake = self.generator(noise, training=True)
-            logits = self.discriminator(tf.concat([real, fake], axis=0), training=True)  # (2B, 1)
-            real_logits, fake_logits = logits[: tf.shape(real)[0]], logits[tf.shape(real)[0] :]
+            both_y = tf.concat([real_y, fake_y], axis=0) if self.conditional else None
+            logits, classes = self.critic(tf.concat([real, fake], axis=0), both_y)  # (2B, 1), (2B, K)
+            b = tf.shape(real)[0]
+            real_logits, fake_logits = logits[:b], logits[b:]
             d_loss = self._d_loss(real_logits, fake_logits)
             g_loss = self._g_loss(fake_logits)
-            penalty = self._penalty(real, tf.stop_gradient(fake), alpha)
+            d_class = self._class_loss(None if classes is None else classes[:b], real_y)
+            g_class = self._class_loss(None if classes is None else classes[b:], fake_y)
+            penalty = self._penalty(real, tf.stop_gradient(fake), alpha, real_y)
             d_total = d_loss + penalty if self.config.penalty != "none" else d_loss
+            d_total, g_total = self._with_class(d_total, d_class), self._with_class(g_loss, g_class)
         d_vars, g_vars = self.discriminator.trainable_variables, self.generator.trainable_variables
-        d_grads, g_grads = d_tape.gradient(d_total, d_vars), g_tape.gradient(g_loss, g_vars)
+        d_grads, g_grads = d_tape.gradient(d_total, d_vars), g_tape.gradient(g_total, g_vars)
         self.d_optimizer.apply_gradients(zip(d_grads, d_vars))
         self.g_optimizer.apply_gradients(zip(g_grads, g_vars))
         g_acc = tf.reduce_mean(tf.cast(fake_logits > 0, tf.float32))
-        return d_loss, self._d_accuracy(real_logits, fake_logits), g_loss, g_acc, penalty
+        return d_loss, self._d_accuracy(real_logits, fake_logits), g_loss, g_acc, penalty, d_class, g_class
 
     def _d_loss(self, real_logits, fake_logits):
         return self._scale(self.d_loss_fn(real_logits, fake_logits, self.config.real_label, self.config.fake_label))
@@ -206,22 +284,28 @@ class GanStep:
 
     # ---- the compiled loop --------------------------------------------------------------------
 
+    def _args(self, draw: dict, names: tuple[str, ...]) -> dict:
+        """This replica's rows of the named draws that are there, as keyword arguments."""
+        present = [name for name in names if name in draw]
+        return dict(zip(present, self._local(*(draw[name] for name in present))))
+
     def update(self, draws: dict) -> dict:
         """The updates of one step from its draws; the last D update's metrics."""
+        d_names = ("real", "noise", "alpha", "real_y", "fake_y")
         if self.config.update == "simultaneous":
-            d = draws["d"][0]
-            d_loss, d_acc, g_loss, g_acc, penalty = self.simultaneous_update(
-                *self._local(d["real"], d["noise"], *([d["alpha"]] if "alpha" in d else []))
+            d_loss, d_acc, g_loss, g_acc, penalty, d_class, g_class = self.simultaneous_update(
+                **self._args(draws["d"][0], d_names)
             )
         else:
             for d in draws["d"]:
-                d_loss, d_acc, penalty = self.d_update(
-                    *self._local(d["real"], d["noise"], *([d["alpha"]] if "alpha" in d else []))
-                )
-            g_loss, g_acc = self.g_update(*self._local(draws["g_noise"]))
+                d_loss, d_acc, penalty, d_class = self.d_update(**self._args(d, d_names))
+            g = {"noise": draws["g_noise"], **({"fake_y": draws["g_y"]} if "g_y" in draws else {})}
+            g_loss, g_acc, g_class = self.g_update(**self._args(g, ("noise", "fake_y")))
         out = {"d_loss": d_loss, "d_acc": d_acc, "g_loss": g_loss, "g_acc": g_acc}
         if self.config.penalty != "none":
             out["d_penalty"] = penalty
+        if self.class_head:
+            out.update(d_class=d_class, g_class=g_class)
         return out
 
     def one_step(self):
