@@ -149,11 +149,14 @@ def load_generator(cfg: DictConfig, weights: Path | dict[str, np.ndarray]):
 
 
 def eval_noise(cfg: DictConfig, n: int, seed: int | None = None) -> np.ndarray:
-    """The noise a run's evaluation of n fakes uses (train.eval_noise), seed the run's unless given."""
+    """The noise a run's evaluation of n fakes uses (train.eval_noise), seed the run's unless
+    given; a conditional model's with the one-hot classes i % K joined (gan_runner/labels.py)."""
     from gan_runner import registry
     from gan_runner.train import eval_noise as draw
 
-    return draw(cfg.seed if seed is None else seed, n, registry.get_model(cfg.model.name).latent_dim(cfg.model))
+    model = registry.get_model(cfg.model.name)
+    k = model.num_classes(cfg.model) if registry.MODELS[cfg.model.name].conditional else 0
+    return draw(cfg.seed if seed is None else seed, n, model.latent_dim(cfg.model), k)
 
 
 def run_generator(generator, z: np.ndarray, where: object = "the generator") -> np.ndarray:

@@ -1,5 +1,5 @@
-"""`python -m gan_runner.sample SOURCE [n=64] [out=DIR] [seed=S] [key=value ...]`: samples of a
-trained generator as a picture and as raw numbers.
+"""`python -m gan_runner.sample SOURCE [n=64] [out=DIR] [seed=S] [label=3 | labels=0..9] [key=value ...]`:
+samples of a trained generator as a picture and as raw numbers.
 
 SOURCE is one of
   * an MLflow run id: its config.yaml and final weights (--best: the best step's; --model: the
@@ -12,7 +12,10 @@ SOURCE is one of
 Writes into `out` (default ./samples): samples.png (a digit grid, or a histogram + KDE of 1-D
 samples) and samples.npz (z: the noise, x: the samples). The noise is the run's evaluation noise
 for n (default_rng([seed, n]), seed the run's unless seed= is given), so a run's own samples come
-back bit for bit. --interpolate lerp|slerp [--steps 10] [--pairs 4] adds interpolation_<mode>.png
+back bit for bit. A conditional model (model=cdcgan) draws the classes i % 10 as its evaluation
+does; label=3 makes all n of class 3 (the same noise), labels=0..9 (or 1,4,7) one grid row per
+class with the same n noise vectors in every row (n defaults to 10 then; npz y: the classes).
+An unconditional model refuses label= and labels= by name. --interpolate lerp|slerp [--steps 10] [--pairs 4] adds interpolation_<mode>.png
 and .npz: `steps` samples along the path between each of `pairs` pairs of noise vectors.
 --log adds the files to the run (artifact folder samples/). Bad input: one line, exit status 2.
 """
@@ -31,7 +34,7 @@ from omegaconf import DictConfig
 from gan_runner import evaluate
 from gan_runner.errors import EXIT_BAD_INPUT, BadInput, ConfigError, DataError
 
-OWN_KEYS = ("n", "out", "seed")  # the rest of key=value are config overrides
+OWN_KEYS = ("n", "out", "seed", "label", "labels")  # the rest of key=value are config overrides
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,7 +74,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         else:
             args.overrides.append(item)
     args.out = Path(own.get("out", "samples")).expanduser()
-    args.n, args.seed = _int("n", own.get("n", "64"), 1), (_int("seed", own["seed"], 0) if "seed" in own else None)
+    if "label" in own and "labels" in own:
+        raise BadInput("label= and labels=: one class for every sample, or one row per class; choose one")
+    args.classes = ("label", own["label"]) if "label" in own else ("labels", own["labels"]) if "labels" in own else None
+    default_n = "10" if "labels" in own else "64"  # labels=: n is the columns of each class's row
+    args.n = _int("n", own.get("n", default_n), 1)
+    args.seed = _int("seed", own["seed"], 0) if "seed" in own else None
     if args.steps < 2 or args.pairs < 1:
         raise BadInput(f"--steps must be >= 2 and --pairs >= 1, got {args.steps} and {args.pairs}")
     if args.log and args.source.endswith(".weights.h5"):
@@ -213,6 +221,32 @@ def main(argv: list[str] | None = None) -> list[Path]:
     return written
 
 
+def with_classes(cfg: DictConfig, z: np.ndarray, classes, rows: int, cols: int):
+    """(G's inputs, their classes or None, grid rows, cols) for label= / labels= (module docstring)."""
+    from gan_runner import labels, registry
+
+    if not registry.MODELS[cfg.model.name].conditional:
+        if classes is not None:
+            raise BadInput(
+                f"{classes[0]}={classes[1]}: model '{cfg.model.name}' is not class-conditional; "
+                "label= and labels= need a conditional model (model=cdcgan)"
+            )
+        return z, None, rows, cols
+    k = registry.get_model(cfg.model.name).num_classes(cfg.model)
+    if classes is None:
+        return z, labels.eval_labels(len(z), k), rows, cols
+    try:
+        wanted = labels.parse(classes[1], k, classes[0])
+    except ValueError as err:
+        raise BadInput(str(err)) from None
+    if classes[0] == "label":
+        if len(wanted) != 1:
+            raise BadInput(f"label={classes[1]}: one class; for several use labels={classes[1]}")
+        return labels.relabel(z, np.full(len(z), wanted[0]), k), np.full(len(z), wanted[0]), rows, cols
+    y = np.repeat(wanted, len(z))  # row c: the same n noise vectors, class c
+    return labels.relabel(np.tile(z, (len(wanted), 1)), y, k), y, len(wanted), len(z)
+
+
 def sample(cfg: DictConfig, generator, args: argparse.Namespace) -> list[Path]:
     try:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -220,11 +254,12 @@ def sample(cfg: DictConfig, generator, args: argparse.Namespace) -> list[Path]:
         raise BadInput(f"out={args.out}: cannot create it ({err.strerror})") from None
     image = len(generator.output_shape) == 4
     z = evaluate.eval_noise(cfg, args.n, args.seed)
-    x = evaluate.run_generator(generator, z)
     rows, cols = grid_shape(args.n) if image else (1, args.n)
+    z, y, rows, cols = with_classes(cfg, z, getattr(args, "classes", None), rows, cols)
+    x = evaluate.run_generator(generator, z)
     written = [args.out / "samples.png", args.out / "samples.npz"]
-    write_picture(x, written[0], rows, cols, f"{args.n} samples of {cfg.model.name}")
-    np.savez(written[1], z=z, x=x)
+    write_picture(x, written[0], rows, cols, f"{len(x)} samples of {cfg.model.name}")
+    np.savez(written[1], z=z, x=x, **({"y": y} if y is not None else {}))
     if args.interpolate:
         zi = interpolation_noise(z, args.interpolate, args.steps, args.pairs)
         xi = evaluate.run_generator(generator, zi)

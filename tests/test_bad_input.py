@@ -91,6 +91,16 @@ BAD = [
     (["model=dcgan", "data.path={tmp}/t10k-images-idx3-ubyte.gz"], ["t10k-images-idx3-ubyte.gz", "truncated gzip"]),
     (["model=dcgan", "data.path={tmp}/big-images-idx3-ubyte"], ["big-images-idx3-ubyte", "32x32", "expected 28x28"]),
     (["model=dcgan", "data.path={tmp}/big.npz"], ["big.npz", "(3, 32, 32)", "expected (N, 28, 28)"]),
+    # the conditional model: how D sees the label, acgan's weight, images without labels
+    (["model=cdcgan", "model.cond=film"], ["model.cond", "'film'", "allowed: projection, concat, acgan"]),
+    (["model=cdcgan", "model.class_loss_weight=2"], ["model.class_loss_weight", "no effect", "model.cond=acgan"]),
+    (["model=cdcgan", "model.cond=acgan", "model.class_loss_weight=0"], ["model.class_loss_weight", "> 0"]),
+    (["model=cdcgan", "eval.n_fake=10"], ["eval.n_fake", "eval/fd_intra", "eval.n_fake>=20"]),
+    (
+        ["model=cdcgan", "data.path={tmp}/unlabelled"],
+        ["t10k-images-idx3-ubyte.gz: no labels beside it", "t10k-labels-idx1-ubyte.gz", "model=cdcgan"],
+    ),
+    (["model=cdcgan", "data.path={tmp}/nolabels.npz"], ["nolabels.npz: no y_train", "model=cdcgan"]),
     # where things go
     (["tracking.uri=ftp://host/runs"], ["tracking.uri", "unknown scheme 'ftp://'", "sqlite://", "http://"]),
     (["tracking.uri=http://127.0.0.1:{port}"], ["tracking.uri", "no MLflow server answers at http://127.0.0.1:{port}"]),
@@ -152,6 +162,9 @@ def _make_files(tmp) -> None:
     header = struct.pack(">IIII", 0x00000803, 2, 32, 32)  # a valid IDX file of 32x32 images
     (tmp / "big-images-idx3-ubyte").write_bytes(header + bytes(2 * 32 * 32))
     np.savez(tmp / "big.npz", x_train=np.zeros((3, 32, 32), np.uint8))
+    (tmp / "unlabelled").mkdir()  # MNIST's test digits without their label file
+    (tmp / "unlabelled" / "t10k-images-idx3-ubyte.gz").symlink_to(MNIST / "t10k-images-idx3-ubyte.gz")
+    np.savez(tmp / "nolabels.npz", x_train=np.zeros((100, 28, 28), np.uint8))
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,9 @@ so that the trained combinations cover every pair of values (all-pairs) of those
 trainer.update, which keeps the number of trainings that of the product without them. The pair
 d_steps > 1 with the simultaneous update is refused by name instead.
 
+A model's own value axes (MODEL_VALUES: cdcgan's model.cond) multiply that model's rows, so
+each of their values meets every technique value the model's rows train with.
+
 Combinations whose validated config and data are identical (model=dcgan_mnist is another name
 for dcgan; fashion_mnist read from the MNIST files when Debian's copy is not installed) are one
 training: it runs once and every one of them is checked against it.
@@ -53,6 +56,9 @@ PAIRWISE = {
     "ema.decay": ["null", "0.9"],
 }
 REFUSED_PAIR = {("trainer.d_steps", "2"), ("trainer.update", "simultaneous")}  # d_steps needs alternating
+# A model's own value axes (by its module), multiplied into that model's rows only.
+MODEL_VALUES = {"gan_runner.models.cdcgan": {"model.cond": list(config.CONDS)}}
+AXES = {*PAIRWISE, *(axis for values in MODEL_VALUES.values() for axis in values)}  # what pairs() counts
 TINY = [f"train_steps={STEPS}", "batch.size=8", "data.n=32"]
 # Smaller networks per model module (the shapes still give 28x28 images); a module not listed
 # trains at its configured size.
@@ -65,7 +71,18 @@ TINY_MODEL = {
         "model.d_strides=[2]",
     ],
     "gan_runner.models.gaussian1d": ["model.noise_dim=4", "model.hidden=8"],
+    "gan_runner.models.cdcgan": [
+        "model.latent_dim=8",
+        "model.g_filters=[4,1]",
+        "model.g_strides=[2,2]",
+        "model.d_filters=[4]",
+        "model.d_strides=[2]",
+    ],
 }
+
+
+def model_values(model: str) -> dict[str, list[str]]:
+    return MODEL_VALUES.get(registry.MODELS[model].module, {})
 
 
 def product_groups() -> list[str]:
@@ -90,9 +107,7 @@ def product_groups() -> list[str]:
 def pairs(row: dict[str, str]) -> set[frozenset]:
     """The value pairs of a trained row that involve a technique axis."""
     items = sorted(row.items())
-    return {
-        frozenset((a, b)) for i, a in enumerate(items) for b in items[i + 1 :] if a[0] in PAIRWISE or b[0] in PAIRWISE
-    }
+    return {frozenset((a, b)) for i, a in enumerate(items) for b in items[i + 1 :] if a[0] in AXES or b[0] in AXES}
 
 
 def technique_plan(keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], dict[str, str]]:
@@ -256,17 +271,19 @@ def test_every_combination_of_choices_trains_or_is_refused_by_name():
                     node = {
                         k: v
                         for k, v in OmegaConf.to_container(composed[group], resolve=True).items()
-                        if k in own_keys(group, choice[group]) and f"{group}.{k}" not in PAIRWISE
+                        if k in own_keys(group, choice[group]) and f"{group}.{k}" not in AXES
                     }
                     assert nodes.setdefault(key, node) == node, (choice, group, node, nodes[key])
                     if "name" in composed[group]:
                         assert composed[group].name == alias_of(group, choice[group]), (choice, group)
-                # Values (trainer.update) are plain overrides of one key: set on the composed config.
-                for values in itertools.product(*VALUE_CHOICES.values()):
-                    choice = {**dict(zip(groups, group_choice)), **tech, **dict(zip(VALUE_CHOICES, values))}
+                # Values (trainer.update; the model's own, e.g. model.cond) are plain overrides
+                # of one key: set on the composed config.
+                value_axes = {**VALUE_CHOICES, **model_values(choice["model"])}
+                for values in itertools.product(*value_axes.values()):
+                    choice = {**dict(zip(groups, group_choice)), **tech, **dict(zip(value_axes, values))}
                     overrides = combination_overrides(choice)
                     raw = composed.copy()
-                    for key, value in zip(VALUE_CHOICES, values):
+                    for key, value in zip(value_axes, values):
                         OmegaConf.update(raw, key, value)
                     ok = check_combination(choice, raw, overrides, axes, trained, refused, missing)
                     checked += ok
@@ -275,7 +292,7 @@ def test_every_combination_of_choices_trains_or_is_refused_by_name():
                             {
                                 "model": alias_of("model", choice["model"]),
                                 **tech,
-                                "trainer.update": choice["trainer.update"],
+                                **{axis: choice[axis] for axis in value_axes},
                             }
                         )
     finally:
@@ -297,6 +314,10 @@ def test_every_combination_of_choices_trains_or_is_refused_by_name():
         wanted = set().union(
             *(pairs(dict(zip(everything, values))) for values in itertools.product(*everything.values()))
         )
+        for model in sorted({k[0] for k in keys}):  # a model's own values meet every other value
+            own = {"model": [model], "trainer.update": list(config.UPDATES), **PAIRWISE, **model_values(model)}
+            if model_values(model):
+                wanted |= set().union(*(pairs(dict(zip(own, values))) for values in itertools.product(*own.values())))
         wanted = {p for p in wanted if p != frozenset(REFUSED_PAIR)}
         assert wanted <= trained_pairs, sorted(map(sorted, wanted - trained_pairs))[:5]
         print(f"{len(wanted)} technique value pairs covered by {len(keys)} choices")
@@ -309,7 +330,8 @@ def test_every_combination_of_choices_trains_or_is_refused_by_name():
     assert all(message.startswith("data: ") for _, message in refused)
     if missing:  # e.g. Fashion-MNIST: apt-get install dataset-fashion-mnist
         warnings.warn(f"not trained, data not on this machine: data={', data='.join(sorted(missing))}")
-    assert checked > 0 and checked == sum(c["data"] not in missing for c in combos) - len(refused) - len(other)
+    rows = sum(math.prod(map(len, model_values(c["model"]).values())) for c in combos if c["data"] not in missing)
+    assert checked > 0 and checked == rows - len(refused) - len(other)
 
 
 def test_optimizer_params_match_the_keras_constructors():

@@ -21,6 +21,7 @@ LAYERS: list[list[str]] = [
     [
         "gan_runner.faults",
         "gan_runner.seeds",
+        "gan_runner.labels",
         "gan_runner.stopping",
         "gan_runner.progress",
         "gan_runner.plots",
@@ -39,6 +40,7 @@ LAYERS: list[list[str]] = [
     ["gan_runner.data", "gan_runner.config.checks", "gan_runner.distribute"],
     ["gan_runner.config", "gan_runner.metrics.classifier"],
     ["gan_runner.models.gaussian1d", "gan_runner.models.dcgan", "gan_runner.tracking"],
+    ["gan_runner.models.cdcgan"],  # the DCGAN's networks and judge, conditioned
     ["gan_runner.checkpoint"],
     ["gan_runner.sweep"],
     ["gan_runner.train"],
@@ -50,6 +52,7 @@ LAYERS: list[list[str]] = [
         "gan_runner.bench.dcgan",
         "gan_runner.bench.quality",
         "gan_runner.bench.techniques",
+        "gan_runner.bench.cond",
     ],
     ["gan_runner.bench.__main__"],
 ]

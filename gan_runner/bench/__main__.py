@@ -6,7 +6,8 @@ through the real CLI); sweep (8 such jobs, basic launcher vs joblib, and a job's
 dcgan (step time, GFLOP/s against the numpy matmul peak, peak RSS); quality (the DCGAN's
 eval/fd, eval/mnist_score, eval/coverage next to real digits, and what judging costs); techniques
 (losses, penalties, spectral norm, EMA: the 1-D GAN per loss, step-time overheads, the DCGAN presets
-of experiments/ at equal steps and equal time, an FD chart).
+of experiments/ at equal steps and equal time, an FD chart); cond (the class-conditional DCGAN per
+model.cond: class accuracy, FD and intra-class FD at --steps over --seeds, and its sample grid).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import functools
 from pathlib import Path
 
+from gan_runner.bench.cond import CONDS, bench_cond
 from gan_runner.bench.dcgan import bench_dcgan
 from gan_runner.bench.gaussian1d import bench_gaussian1d
 from gan_runner.bench.quality import bench_quality
@@ -27,7 +29,8 @@ SECTIONS = {
     "dcgan": bench_dcgan,
     "quality": bench_quality,
     "techniques": bench_techniques,
-}  # techniques' options: bound in main()
+    "cond": bench_cond,
+}  # techniques' and cond's options: bound in main()
 
 
 def main() -> None:
@@ -43,6 +46,9 @@ def main() -> None:
     techniques.add_argument("--parts", default="1d,overheads,presets", help="the parts of the section to run")
     techniques.add_argument("--no-equal-time", action="store_true", help="skip the runs at seed_dcgan's time")
     techniques.add_argument("--out", type=Path, default=Path("docs/techniques_fd.png"), help="the FD chart")
+    cond = parser.add_argument_group("cond (gan_runner/bench/cond.py; also takes --steps and --seeds)")
+    cond.add_argument("--conds", default=",".join(CONDS), help="model.cond values to compare (comma-separated)")
+    cond.add_argument("--grid-out", type=Path, default=Path("docs/cdcgan_grid.png"), help="the row-per-class grid")
     args = parser.parse_args()
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
@@ -55,6 +61,13 @@ def main() -> None:
         equal_time=not args.no_equal_time,
         out=args.out,
         parts=tuple(args.parts.split(",")),
+    )
+    SECTIONS["cond"] = functools.partial(
+        bench_cond,
+        steps=[int(n) for n in args.steps.split(",")],
+        seeds=args.seeds,
+        conds=args.conds.split(","),
+        grid_out=args.grid_out,
     )
     for name in args.sections or SECTIONS:
         SECTIONS[name](args.repeats)
