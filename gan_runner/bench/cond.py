@@ -11,6 +11,7 @@ sample grid of the cond with the best class accuracy is copied to --grid-out.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import statistics
 import time
@@ -22,6 +23,16 @@ CONDS = ("projection", "concat", "acgan")
 METRICS = ("eval/class_accuracy", "eval/fd_intra", "eval/fd", "eval/class_xent")
 CHANCE = 0.1
 TARGET = 3 * CHANCE  # "well above chance": the scoreboard's bar at the smallest --steps
+
+
+def _data_args() -> list[str]:
+    mnist = os.environ.get("GAN_RUNNER_MNIST")  # make bench sets it
+    return [f"data.path={mnist}"] if mnist else []
+
+
+def _train_s(m: dict) -> float:
+    """Training seconds of a run: its loop less evaluation and pictures (tracing included)."""
+    return m["perf/loop_s"] - m.get("perf/eval_s", 0.0) - m.get("perf/pictures_s", 0.0)
 
 
 def _mean_std(values: list[float], fmt: str = "{:.3f}") -> str:
@@ -42,8 +53,6 @@ def bench_cond(
     """`repeats` is the other sections' timing option: each run here is timed once."""
     from mlflow.tracking import MlflowClient
     from rich.table import Table
-
-    from gan_runner.bench.techniques import _data_args, _train_s
 
     folder = folder.resolve() / time.strftime("%Y%m%d-%H%M%S")
     longest, every = max(steps), math.gcd(*steps)
