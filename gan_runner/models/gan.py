@@ -3,14 +3,14 @@
 One step = trainer.d_steps D updates on real + fake (the `loss` group's D loss, plus the
 `penalty`), then one G update through D (the loss's G loss), then the EMA of G's weights when
 ema.decay is set. `step` counts G updates. The default (loss=ns, d_steps 1, no penalty, no EMA)
-is the seed's: BCE against labels.real / labels.fake.
+is the seed's: BCE against labels.real / labels.fake. The loop over steps runs inside a `tf.function`
+(`run_steps`), so the Python cost is paid once per chunk, not once per step.
 
 A class-conditional model (StepConfig.num_classes > 0, model=cdcgan) uses the same step: each
 real batch carries its labels y, each fake its label drawn uniformly from the one training RNG
 (after the noise it goes with), G's input is [z | one_hot(y)] (gan_runner/labels.py) and D is
 called as D(x, y) (or D(x) -> (logits, class logits) with an auxiliary class head: AC-GAN, whose
-class cross-entropy, times class_loss_weight, joins D's loss on real and G's loss on fakes). The loop over steps runs inside a `tf.function`
-(`run_steps`), so the Python cost is paid once per chunk, not once per step.
+class cross-entropy, times class_loss_weight, joins D's loss on real and G's loss on fakes).
 
 Everything a step depends on lives in TensorFlow variables: the networks, both optimizers,
 `step` (which fixes the position in a sequential pass over the data) and `rng` (a
