@@ -13,6 +13,7 @@ from pathlib import Path
 from gan_runner.errors import ConfigError
 
 SQLITE = "sqlite:///"
+CACHE_ENV = "GAN_RUNNER_CACHE"  # the cache folder (tests set it)
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # an MLflow run id (fullmatch)
 
 
@@ -49,6 +50,15 @@ def artifact_root(uri: str) -> Path | None:
     `make ui` serves uploads to); None for other stores."""
     file = sqlite_file(uri)
     return file.parent / "mlartifacts" if file else None
+
+
+def cache_root() -> Path:
+    """What gan_runner caches (the digit classifier, the empty MLflow store): $GAN_RUNNER_CACHE,
+    else $XDG_CACHE_HOME/gan_runner, else ~/.cache/gan_runner."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "gan_runner"
 
 
 def checkpoint_root(checkpoint_dir: str | None, uri: str | None) -> Path:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan_runner import data, stopping
+from gan_runner import data, stopping, store
 from gan_runner.data import images
 from gan_runner.data.images import IMAGE_SETS
 from gan_runner.errors import ConfigError, DataError
@@ -49,7 +49,7 @@ from gan_runner.metrics import image as image_metrics
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "GAN_RUNNER_CACHE"  # the cache dir when eval.classifier.cache_dir is null (tests set it)
+CACHE_ENV = store.CACHE_ENV  # the cache dir when eval.classifier.cache_dir is null (tests set it)
 SPLIT_SEED = 0  # the one-set split is the same for every run and every seed
 ARCH_VERSION = 1  # bump when build_model or the training recipe changes: old cache files are then unused
 PREDICT_BATCH = 1000  # images per classifier call (bounds memory at any N)
@@ -190,10 +190,7 @@ def cache_dir(classifier_cfg) -> Path:
     ~/.cache/gan_runner."""
     if classifier_cfg.cache_dir:
         return Path(classifier_cfg.cache_dir).expanduser()
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "gan_runner"
+    return store.cache_root()
 
 
 def arch_config(classifier_cfg) -> dict:
