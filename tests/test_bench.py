@@ -49,3 +49,61 @@ def test_unknown_bench_section_is_one_line_and_exit_2():
     )
     assert proc.returncode == 2
     assert "unknown section gaussian; known: gaussian1d, sweep, dcgan, quality" in proc.stderr
+
+
+def test_scoreboard_table_and_readme_rewrite_on_the_real_readme(tmp_path):
+    """The README's scoreboard block regenerated from recorded rows: a section's rows replace
+    their old versions, rows of sections not run stay, text outside the markers is untouched,
+    a bar inside a cell survives, and a second rewrite with the same rows changes nothing."""
+    from rich.console import Console
+
+    from gan_runner.bench import common
+
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    before = readme.read_text()
+    assert before.count(common.README_START) == 1 and before.count(common.README_END) == 1
+    first = [
+        {"work": "whole CLI", "measured": "9.0 s", "target": "<= 8 s", "passed": False},
+        {"work": "DCGAN step", "measured": "81% of peak", "target": ">= 85%", "passed": False},
+        {"work": "GPU step", "measured": "no GPU here", "target": "|x| <= 1", "passed": None},
+    ]
+    common.rewrite_readme(readme, first, "day 1, box A")
+    again = [{"work": "whole CLI", "measured": "7.5 s", "target": "<= 8 s", "passed": True}]
+    common.rewrite_readme(readme, again, "day 2, box B")
+    text = readme.read_text()
+    start, end = text.index(common.README_START), text.index(common.README_END)
+    assert text[:start] == before[: before.index(common.README_START)]
+    assert text[end:] == before[before.index(common.README_END) :]
+    block = text[start:end]
+    assert "| whole CLI | 7.5 s | <= 8 s | pass | day 2, box B |" in block and "9.0 s" not in block
+    assert "| DCGAN step | 81% of peak | >= 85% | FAIL | day 1, box A |" in block
+    assert "| GPU step | no GPU here | \\|x\\| <= 1 | not measured here | day 1, box A |" in block
+    common.rewrite_readme(readme, again, "day 2, box B")
+    assert readme.read_text() == text
+    # the table `make bench` ends with: every row with its mark
+    console = Console(record=True, width=200)
+    console.print(common.scoreboard_table(first))
+    shown = console.export_text()
+    assert all(w in shown for w in ("whole CLI", "FAIL", "not measured here", "81% of peak"))
+    readme.write_text("no markers here\n")
+    try:
+        common.rewrite_readme(readme, first, "x")
+    except ValueError as err:
+        assert "scoreboard:start" in str(err)
+    else:
+        raise AssertionError("a README without the markers was accepted")
+
+
+def test_bench_readme_without_markers_is_refused_before_any_section_runs(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no scoreboard\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gan_runner.bench", "gaussian1d", "--readme", str(readme)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "no <!-- scoreboard:start -->" in proc.stderr
+    assert readme.read_text() == "# no scoreboard\n"

@@ -8,14 +8,27 @@ eval/fd, eval/mnist_score, eval/coverage next to real digits, and what judging c
 (losses, penalties, spectral norm, EMA: the 1-D GAN per loss, step-time overheads, the DCGAN presets
 of experiments/ at equal steps and equal time, an FD chart); cond (the class-conditional DCGAN per
 model.cond: class accuracy, FD and intra-class FD at --steps over --seeds, and its sample grid).
+
+After the sections, one table: every target a section recorded (common.record_target), with its
+mark; `--readme README.md` also rewrites the README's scoreboard block from it.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import time
 from pathlib import Path
 
+from gan_runner.bench.common import (
+    README_END,
+    README_START,
+    SCOREBOARD,
+    console,
+    machine,
+    rewrite_readme,
+    scoreboard_table,
+)
 from gan_runner.bench.cond import CONDS, bench_cond
 from gan_runner.bench.dcgan import bench_dcgan
 from gan_runner.bench.gaussian1d import bench_gaussian1d
@@ -39,6 +52,19 @@ def main() -> None:
     )
     parser.add_argument("sections", nargs="*", help=f"any of: {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        metavar="PATH",
+        help="rewrite the scoreboard block of this README (between <!-- scoreboard:start/end --> markers)",
+    )
+    parser.add_argument(
+        "--seed-loop-epochs",
+        type=int,
+        default=20,
+        metavar="N",
+        help="gaussian1d: time the note's own Keras loop over N of its 1000 epochs (0: skip; ~0.3 s an epoch)",
+    )
     techniques = parser.add_argument_group("techniques (gan_runner/bench/techniques.py)")
     techniques.add_argument("--steps", default="300,2000", help="G steps of each preset run, comma-separated")
     techniques.add_argument("--seeds", type=int, default=3, help="seeds per preset and per 1-D loss")
@@ -53,6 +79,7 @@ def main() -> None:
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    SECTIONS["gaussian1d"] = functools.partial(bench_gaussian1d, seed_loop_epochs=args.seed_loop_epochs)
     SECTIONS["techniques"] = functools.partial(
         bench_techniques,
         steps=[int(n) for n in args.steps.split(",")],
@@ -69,8 +96,16 @@ def main() -> None:
         conds=args.conds.split(","),
         grid_out=args.grid_out,
     )
+    if args.readme:  # found wrong now, not after the sections' minutes
+        text = args.readme.read_text() if args.readme.is_file() else None
+        if text is None or README_START not in text or README_END not in text:
+            parser.error(f"--readme {args.readme}: no such file, or no {README_START} ... {README_END} block")
     for name in args.sections or SECTIONS:
         SECTIONS[name](args.repeats)
+    console.print(scoreboard_table())
+    if args.readme:
+        rewrite_readme(args.readme, SCOREBOARD, f"{time.strftime('%Y-%m-%d')}, {machine()}")
+        console.print(f"scoreboard written to {args.readme}")
 
 
 if __name__ == "__main__":

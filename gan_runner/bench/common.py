@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+import re
 import resource
 import subprocess
 import sys
@@ -77,3 +79,76 @@ def record_target(work: str, measured: str, target: str, passed: bool | None) ->
     """One scoreboard row: `measured` and `target` as printed (units included); passed=None when the
     figure could not be measured here (e.g. no GPU), which the board prints as such."""
     SCOREBOARD.append({"work": work, "measured": measured, "target": target, "passed": passed})
+
+
+README_START, README_END = "<!-- scoreboard:start -->", "<!-- scoreboard:end -->"
+MARK = {True: "pass", False: "FAIL", None: "not measured here"}
+
+
+def mark(passed: bool | None) -> str:
+    return MARK[passed]
+
+
+def scoreboard_table(rows: list[dict] | None = None):
+    """The recorded rows as one rich table, each with its pass/fail mark."""
+    from rich.table import Table
+
+    table = Table(title="issue 15 scoreboard: every recorded target")
+    for name, justify in (("work", "left"), ("measured", "right"), ("target", "right"), ("", "left")):
+        table.add_column(name, justify=justify)
+    for row in SCOREBOARD if rows is None else rows:
+        table.add_row(row["work"], row["measured"], row["target"], mark(row["passed"]))
+    return table
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of one markdown table row ("\\|" inside a cell is a literal bar)."""
+    inner = line.strip()[1:-1]
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def readme_block(rows: list[dict], old_block: str = "", when: str = "") -> str:
+    """The markdown table between the README's scoreboard markers: `rows` (this bench run's,
+    stamped `when`) replace the old block's rows of the same work; the old block's other rows
+    stay as they were (measured by an earlier `--readme` run of other sections)."""
+    header = "| work | measured | target | mark | measured when, where |"
+    table: dict[str, list[str]] = {}
+    for line in old_block.splitlines():
+        if line.startswith("|") and not line.startswith(("| work |", "|---")):
+            cells = _cells(line)
+            if len(cells) == 5:
+                table[cells[0]] = cells
+    for row in rows:
+        table[row["work"]] = [row["work"], row["measured"], row["target"], mark(row["passed"]), when]
+    lines = [header, "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(_cell(c) for c in cells) + " |" for cells in table.values()]
+    return "\n".join(lines)
+
+
+def rewrite_readme(path: Path, rows: list[dict], when: str) -> None:
+    """Regenerate the block between README_START and README_END of `path` from `rows`
+    (ValueError, naming the markers, when the file lacks them)."""
+    text = path.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{path}: no '{README_START}' ... '{README_END}' block to rewrite")
+    old = text[start + len(README_START) : end]
+    new = f"{README_START}\n{readme_block(rows, old, when)}\n{README_END}"
+    path.write_text(text[:start] + new + text[end + len(README_END) :])
+
+
+def machine() -> str:
+    """The CPU model and core count, for the scoreboard's 'where'."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
