@@ -172,7 +172,7 @@ def cli() -> None:
 def program() -> None:
     """The command (`python -m gan_runner`, `gan-runner`): cli(), then an exit that skips the
     interpreter's teardown once everything is written. Tearing down the thousands of modules
-    TensorFlow, Keras and MLflow loaded costs a default run ~1 CPU s (~2 s wall) after its last
+    TensorFlow, Keras and MLflow loaded cost a default run ~2 CPU s (shared 2-core Xeon) after its last
     line; atexit handlers (logging's flush among them) still run, and the files are closed or
     synced by then (SQLite commits, checkpoints fsynced). An error's traceback exits normally."""
     try:
