@@ -238,3 +238,20 @@ def test_the_cli_trains_a_cdcgan_like_the_dcgan(tmp_path):
     assert run.info.status == "FINISHED" and run.data.params["model.cond"] == "projection"
     assert {"eval/class_accuracy", "eval/class_xent", "eval/fd_intra", "eval/fd"} <= set(run.data.metrics)
     assert "eval/fd_intra=" in proc.stdout  # the objective it prints
+
+
+def test_mirrored_strategy_takes_the_labels_along():
+    """trainer.strategy=mirrored (one CPU replica here): the labelled draws are split with the
+    images (distribute._local), so the step's numbers equal the default strategy's."""
+    from gan_runner import data, tracking, train
+
+    tiny = [*TINY, "data.n=64", "batch.size=8", "model.g_filters=[4,1]", "model.g_strides=[2,2]"]
+    tiny += ["model.d_filters=[4]", "model.d_strides=[2]", "tracking=none"]
+    for cond, extra in [("acgan", ["penalty=gp"]), ("projection", ["trainer.update=simultaneous", "penalty=r1"])]:
+        outs = []
+        for strategy in ("default", "mirrored"):
+            cfg = compose_cfg([*tiny, f"model.cond={cond}", f"trainer.strategy={strategy}", *extra])
+            trainer = train.Trainer(cfg, data.load(cfg.data, cfg.seed), tracking.NullTracker())
+            outs.append({k: float(v) for k, v in trainer.gan.run_steps(2).items()})
+        assert type(trainer.gan).__name__ == "MirroredGanStep"
+        assert outs[0] == pytest.approx(outs[1], rel=1e-5), cond
