@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 NAME = re.compile(r"^ckpt-(\d{9})\.npz$")
 # Keys that may differ between a checkpoint and the run resuming it: they change what is logged
-# or how long it runs, never what is trained. The execution settings (thread pools, oneDNN) change
+# or how long it runs, never what is trained. The execution settings (thread pools, oneDNN, XLA) change
 # float round-off only: the continuation is then valid but not bit for bit.
 HARMLESS = (
     "train_steps",
@@ -56,6 +56,7 @@ HARMLESS = (
     "trainer.intra_op_threads",
     "trainer.inter_op_threads",
     "trainer.onednn",
+    "trainer.jit_compile",
 )
 
 

@@ -277,6 +277,7 @@ def build_gan(cfg: DictConfig, real: np.ndarray, load_weights=None, real_labels:
     import keras
 
     from gan_runner import distribute  # imports TensorFlow: only from here
+    from gan_runner.models import precision
     from gan_runner.models.gan import StepConfig
     from gan_runner.optim import build_optimizer
 
@@ -287,16 +288,19 @@ def build_gan(cfg: DictConfig, real: np.ndarray, load_weights=None, real_labels:
     conditional = registry.MODELS[cfg.model.name].conditional
     if conditional and real_labels is None:
         real_labels = real_labels_for(cfg, real)
-    with distribute.scope(cfg.trainer.strategy):
-        generator = model.build_generator(cfg.model)
-        discriminator = model.build_discriminator(cfg.model, real.shape[1:])
+    mixed = cfg.trainer.precision
+    with distribute.scope(cfg.trainer.strategy), precision.policy(mixed):
+        generator = precision.float32_output(model.build_generator(cfg.model))
+        discriminator = precision.float32_output(model.build_discriminator(cfg.model, real.shape[1:]))
         if load_weights is not None:
             load_weights(generator, discriminator)
         return distribute.step_class()(
             generator,
             discriminator,
-            build_optimizer(cfg.optimizer, cfg.schedule, "d", cfg.train_steps, cfg.trainer.d_steps),
-            build_optimizer(cfg.optimizer, cfg.schedule, "g", cfg.train_steps),
+            precision.optimizer(
+                build_optimizer(cfg.optimizer, cfg.schedule, "d", cfg.train_steps, cfg.trainer.d_steps), mixed
+            ),
+            precision.optimizer(build_optimizer(cfg.optimizer, cfg.schedule, "g", cfg.train_steps), mixed),
             real,
             StepConfig(
                 latent_dim=model.latent_dim(cfg.model),
@@ -314,10 +318,13 @@ def build_gan(cfg: DictConfig, real: np.ndarray, load_weights=None, real_labels:
                 ema_start=cfg.ema.start_step,
                 num_classes=model.num_classes(cfg.model) if conditional else 0,
                 class_loss_weight=float(cfg.model.get("class_loss_weight", 0.0)),
+                jit_compile=cfg.trainer.jit_compile,
             ),
             seed=cfg.seed,
             # the EMA generator: G's architecture, its weights set from G by the step
-            ema_generator=model.build_generator(cfg.model) if cfg.ema.decay is not None else None,
+            ema_generator=precision.float32_output(model.build_generator(cfg.model))
+            if cfg.ema.decay is not None
+            else None,
             real_labels=real_labels,
         )
 

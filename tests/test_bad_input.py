@@ -53,6 +53,14 @@ BAD = [
     (["loss=hinge", "labels.real=0.9"], ["labels.real", "no effect with loss=hinge", "lsgan"]),
     (["ema.start_step=100"], ["ema.start_step", "no effect", "ema.decay"]),
     (["ema.decay=1.0"], ["ema.decay", "[0, 1)"]),
+    # trainer.precision / jit_compile: names, types, and what XLA or loss scaling cannot take
+    (["trainer.precision=float16"], ["trainer.precision", "float16", "float32, mixed_float16, mixed_bfloat16"]),
+    (["trainer.jit_compile=maybe"], ["trainer.jit_compile", "true/false", "maybe"]),
+    (["trainer.jit_compile=true"], ["trainer.jit_compile", "batch.order=random", "333, 333, 334"]),
+    (
+        ["trainer.precision=mixed_float16", "+optimizer.params.loss_scale_factor=128"],
+        ["optimizer.params.loss_scale_factor", "no effect with trainer.precision=mixed_float16"],
+    ),
     # a value that could not take effect; a search without -m
     (
         ["model=dcgan", "schedule.decay_rate=0.5"],

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gan_runner"
 # cover a package's submodules). Inside a package its facade (__init__) sits above its modules.
 LAYERS: list[list[str]] = [
     ["gan_runner", "gan_runner.errors"],
-    ["gan_runner.models.losses", "gan_runner.models.ema", "gan_runner.models.spectral"],
+    ["gan_runner.models.losses", "gan_runner.models.ema", "gan_runner.models.spectral", "gan_runner.models.precision"],
     [
         "gan_runner.faults",
         "gan_runner.seeds",
@@ -53,6 +53,7 @@ LAYERS: list[list[str]] = [
         "gan_runner.bench.quality",
         "gan_runner.bench.techniques",
         "gan_runner.bench.cond",
+        "gan_runner.bench.gpu",
     ],
     ["gan_runner.bench.__main__"],
 ]

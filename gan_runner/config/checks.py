@@ -51,6 +51,7 @@ DIVERGENCE_POLICIES = ("raise", "penalty")
 # MLflow's tracking stores (postgresql+psycopg2:// etc. are matched on the part before '+').
 URI_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 STRATEGIES = ("default", "mirrored")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies (models/precision.py)
 # The GAN techniques (gan_runner/models/losses.py): the loss group's choices.
 LOSSES = ("ns", "minimax", "hinge", "wasserstein", "lsgan")
 LABELLED_LOSSES = ("ns", "minimax", "lsgan")  # the losses that read labels.real / labels.fake
@@ -385,6 +386,17 @@ def _check_ranges(cfg: DictConfig) -> None:
     _check_eval_metrics(cfg)
     _choice("trainer.update", cfg.trainer["update"], UPDATES)
     _choice("trainer.strategy", cfg.trainer.strategy, STRATEGIES)
+    _choice("trainer.precision", cfg.trainer.precision, PRECISIONS)
+    _need(
+        not (cfg.trainer.jit_compile and cfg.batch.order == "sequential"),
+        "trainer.jit_compile: true needs batch.order=random (XLA compiles fixed shapes; the blocks of "
+        "batch.order=sequential differ in size, e.g. 333, 333, 334)",
+    )
+    _need(
+        not (cfg.trainer.precision == "mixed_float16" and "loss_scale_factor" in cfg.optimizer.params),
+        "optimizer.params.loss_scale_factor: has no effect with trainer.precision=mixed_float16 (its "
+        "LossScaleOptimizer scales the loss dynamically); drop it or use trainer.precision=float32|mixed_bfloat16",
+    )
     _positive_float("sweep.penalty", cfg.sweep.penalty)
     for key in ("intra_op_threads", "inter_op_threads"):
         _need(cfg.trainer[key] >= 0, f"trainer.{key}: must be >= 0 (0 = TensorFlow's default), got {cfg.trainer[key]}")

@@ -71,6 +71,8 @@ class TrainerConf:
     strategy: str = MISSING
     d_steps: int = MISSING  # D updates per G update (n_critic); train_steps counts G updates
     onednn: Optional[bool] = MISSING  # TF_ENABLE_ONEDNN_OPTS before TF loads; None = TF's choice
+    precision: str = MISSING  # float32 | mixed_float16 | mixed_bfloat16 (models/precision.py)
+    jit_compile: bool = MISSING  # XLA-compile the step loop (models/gan.py)
 
 
 @dataclass

@@ -53,6 +53,7 @@ class StepConfig:
     ema_start: int = 0  # G updates before which the EMA is a plain copy
     num_classes: int = 0  # > 0: class-conditional (real labels needed; fake labels drawn uniformly)
     class_loss_weight: float = 0.0  # D with a class head (acgan): weight of its cross-entropy
+    jit_compile: bool = False  # XLA-compile the loop of steps (run_steps)
 
 
 def sequential_bounds(n: int, batch_size: int) -> np.ndarray:
@@ -102,7 +103,9 @@ class GanStep:
         self.rng = tf.random.Generator.from_seed(seed)
         d_optimizer.build(discriminator.trainable_variables)
         g_optimizer.build(generator.trainable_variables)
-        self._run_steps_graph = tf.function(self._run_steps, autograph=False)  # the loop is written out below
+        self._run_steps_graph = tf.function(  # the loop is written out below
+            self._run_steps, autograph=False, jit_compile=config.jit_compile
+        )
         # One trace for every batch size: the batch dimension is left open. `generate` is the
         # generator that evaluation, pictures and saved weights use: the EMA one when on.
         spec = [tf.TensorSpec((None, generator.input_shape[-1]), tf.float32)]  # latent (+ K one-hot)
@@ -125,8 +128,17 @@ class GanStep:
 
     # ---- pieces of a step (each usable on its own; tests call them) -------------------------
 
+    def uniform(self, shape, low: float, high: float) -> tf.Tensor:
+        """float32 U[low, high) from the training RNG, bit for bit what `rng.uniform` draws
+        without XLA. Under jit_compile XLA's own uniform takes the high 23 bits of each Philox
+        word, TensorFlow's kernel the low 23: the same run would draw other noise. So the words
+        are drawn as integers (the same under both) and converted as TensorFlow's kernel does."""
+        bits = self.rng.uniform_full_int(shape, tf.uint32)
+        mantissa = tf.bitwise.bitwise_or(tf.bitwise.bitwise_and(bits, 0x7FFFFF), 0x3F800000)  # [1, 2)
+        return (tf.bitcast(mantissa, tf.float32) - 1.0) * (high - low) + low
+
     def noise(self, n) -> tf.Tensor:
-        return self.rng.uniform((n, self.config.latent_dim), -1.0, 1.0)  # (n, latent)
+        return self.uniform(tf.stack([n, self.config.latent_dim]), -1.0, 1.0)  # (n, latent)
 
     def labels(self, n) -> tf.Tensor:
         """n fake labels, uniform over the classes, from the training RNG. (n,) int32"""
@@ -168,7 +180,7 @@ class GanStep:
                 draw["fake_y"] = self.labels(rows)
                 draw["noise"] = self.condition(draw["noise"], draw["fake_y"])
             if self.config.penalty == "gp":
-                draw["alpha"] = self.rng.uniform(tf.reshape(rows, [1]), 0.0, 1.0)  # (B,): one per sample
+                draw["alpha"] = self.uniform(tf.reshape(rows, [1]), 0.0, 1.0)  # (B,): one per sample
             d.append(draw)
         if self.config.update == "simultaneous":
             return {"d": d}
@@ -233,6 +245,7 @@ class GanStep:
             penalty = self._penalty(real, fake, alpha, real_y)
             total = loss + penalty if self.config.penalty != "none" else loss
             total = self._with_class(total, class_loss)
+            total = self.d_optimizer.scale_loss(total)  # x the loss scale (mixed_float16), else unchanged
         grads = tape.gradient(total, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables))
         return loss, self._d_accuracy(real_logits, fake_logits), penalty, class_loss
@@ -244,7 +257,7 @@ class GanStep:
             fake_logits, fake_classes = self.critic(self.generator(noise, training=True), fake_y)
             loss = self._g_loss(fake_logits)
             class_loss = self._class_loss(fake_classes, fake_y)
-            total = self._with_class(loss, class_loss)
+            total = self.g_optimizer.scale_loss(self._with_class(loss, class_loss))
         grads = tape.gradient(total, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
         return loss, tf.reduce_mean(tf.cast(fake_logits > 0, tf.float32)), class_loss
@@ -264,6 +277,7 @@ class GanStep:
             penalty = self._penalty(real, tf.stop_gradient(fake), alpha, real_y)
             d_total = d_loss + penalty if self.config.penalty != "none" else d_loss
             d_total, g_total = self._with_class(d_total, d_class), self._with_class(g_loss, g_class)
+            d_total, g_total = self.d_optimizer.scale_loss(d_total), self.g_optimizer.scale_loss(g_total)
         d_vars, g_vars = self.discriminator.trainable_variables, self.generator.trainable_variables
         d_grads, g_grads = d_tape.gradient(d_total, d_vars), g_tape.gradient(g_total, g_vars)
         self.d_optimizer.apply_gradients(zip(d_grads, d_vars))
