@@ -140,6 +140,11 @@ TECHNIQUES = {
     "wgan_gp_d5_ema": ["loss=wasserstein", "penalty=gp", "trainer.d_steps=5", "ema.decay=0.999"],
     "hinge_sn": ["loss=hinge", "model.d_spectral_norm=true"],
 }
+# trainer.precision: the loss-scaled optimizers' state (dynamic scale, its counter) is checkpointed.
+PRECISIONS = {
+    "mixed_float16": ["trainer.precision=mixed_float16"],
+    "mixed_bfloat16": ["trainer.precision=mixed_bfloat16"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +174,22 @@ def test_techniques_resume_bitwise(case, trained_techniques):
     else:  # SN's vector u is a weight of D, so in the checkpoint: kernel, bias, u per layer
         n_layers = 2 if case.startswith("gaussian1d") else 5
         assert len([k for k in arrays if k.startswith("discriminator.")]) == 3 * n_layers
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("precision", list(PRECISIONS))
+def test_mixed_precision_resume_bitwise(model, precision, tmp_path_factory, trained):
+    args, n = model_args(model, tmp_path_factory.mktemp("classifier"))
+    pair = _pair(tmp_path_factory, model, [*args, *PRECISIONS[precision]], n)
+    _check_bitwise(pair)
+    arrays, plain = pair.state[pair.full].arrays, trained[model].state[trained[model].full].arrays
+    # LossScaleOptimizer's own variables come first: iteration, learning_rate, step_counter, dynamic_scale
+    extra = {"mixed_float16": 4, "mixed_bfloat16": 0}[precision]
+    for opt in ("d_optimizer.", "g_optimizer."):
+        count = len([k for k in arrays if k.startswith(opt)])
+        assert count == len([k for k in plain if k.startswith(opt)]) + extra, (opt, count)
+    if extra:  # the scale itself (2 ** 15 at the start, halved on overflow, doubled after 2000 good steps)
+        assert float(arrays["d_optimizer.3"]) in [2.0**k for k in range(-10, 17)], arrays["d_optimizer.3"]
 
 
 def _check_bitwise(pair: Pair) -> None:
