@@ -7,7 +7,8 @@ dcgan (step time, GFLOP/s against the numpy matmul peak, peak RSS); quality (the
 eval/fd, eval/mnist_score, eval/coverage next to real digits, and what judging costs); techniques
 (losses, penalties, spectral norm, EMA: the 1-D GAN per loss, step-time overheads, the DCGAN presets
 of experiments/ at equal steps and equal time, an FD chart); cond (the class-conditional DCGAN per
-model.cond: class accuracy, FD and intra-class FD at --steps over --seeds, and its sample grid).
+model.cond: class accuracy, FD and intra-class FD at --steps over --seeds, and its sample grid); gpu
+(the DCGAN step per trainer.precision x trainer.jit_compile on the accelerator present, else the CPU).
 
 After the sections, one table: every target a section recorded (common.record_target), with its
 mark; `--readme README.md` also rewrites the README's scoreboard block from it.
@@ -32,6 +33,7 @@ from gan_runner.bench.common import (
 from gan_runner.bench.cond import CONDS, bench_cond
 from gan_runner.bench.dcgan import bench_dcgan
 from gan_runner.bench.gaussian1d import bench_gaussian1d
+from gan_runner.bench.gpu import bench_gpu
 from gan_runner.bench.quality import bench_quality
 from gan_runner.bench.sweep import bench_sweep
 from gan_runner.bench.techniques import PRESETS, bench_techniques
@@ -43,6 +45,7 @@ SECTIONS = {
     "quality": bench_quality,
     "techniques": bench_techniques,
     "cond": bench_cond,
+    "gpu": bench_gpu,
 }  # techniques' and cond's options: bound in main()
 
 
