@@ -7,7 +7,7 @@ once, before any job starts (parallel jobs creating a fresh SQLite store race in
 migrations and in set_experiment: mlflow #979, #10334), and hands the parent's id to the jobs
 through environment variables, which joblib's and submitit's worker processes inherit (they
 are spawned after this hook; sbatch exports the environment too; Ray workers get them through
-runtime_env in conf/hydra/launcher/ray_cluster.yaml). `on_multirun_end` writes the
+runtime_env: hydra_plugins/gan_runner_launchers/ray_launcher.py). `on_multirun_end` writes the
 sweep's summary on the parent and ends it; a sweep that aborts ends it FAILED at exit. With
 tracking=none there is no store to count the jobs in: each job writes its outcome (status,
 objective) into its own Hydra folder (`on_job_end`, in whichever process ran it) and the
@@ -59,6 +59,7 @@ class MlflowSweepCallback(Callback):
         self.started = 0.0  # tracking=none: job folders older than this belong to an earlier sweep
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        register_launchers()
         if config.tracking.name != "mlflow":
             self.local_dir, self.started = Path(config.hydra.sweep.dir).resolve(), time.time()
             return
@@ -138,6 +139,18 @@ class MlflowSweepCallback(Callback):
         os.environ.pop(ENV_PARENT, None)
         os.environ.pop(ENV_DIR, None)
         return tracking.finish_parent_run(uri, run_id, objective, mode, status)
+
+
+def register_launchers() -> None:
+    """Our launcher plugins (hydra/launcher=ray_cluster) live in hydra_plugins/gan_runner_launchers:
+    Hydra instantiates launchers only from there. Hydra's plugin scan lists the folders of that
+    namespace, which an editable install (`pip install -e`) does not add to, so register them
+    here; Hydra builds the launcher after this callback's on_multirun_start."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.gan_runner_launchers.ray_launcher import RayLauncher
+
+    Plugins.instance().register(RayLauncher)
 
 
 OUTCOME: dict[str, str] = {}  # the last sweep's summary in this process (cli's exit status reads it)
@@ -275,7 +288,7 @@ def threads_per_job() -> int:
 
     launcher = HydraConfig.get().launcher
     cpus = OmegaConf.select(launcher, "cpus_per_task", default=None)  # submitit
-    cpus = cpus or OmegaConf.select(launcher, "ray.remote.num_cpus", default=None)  # hydra-ray-launcher
+    cpus = cpus or OmegaConf.select(launcher, "ray_remote_args.num_cpus", default=None)  # hydra/launcher=ray_cluster
     if isinstance(cpus, int) and cpus > 0:
         return cpus
     n_jobs = OmegaConf.select(launcher, "n_jobs", default=None)

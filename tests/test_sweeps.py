@@ -8,10 +8,17 @@ the sweeps are as few and as small as they can be.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -35,14 +42,14 @@ def migrated_db(tmp_path_factory) -> Path:
     return path
 
 
-def multirun(tmp_path: Path, *args: str, db: Path | None = None):
+def multirun(tmp_path: Path, *args: str, db: Path | None = None, env: dict | None = None):
     """Run a sweep on tmp_path/mlflow.db (a copy of `db`, else created by the sweep); return
     (process, client, sweep dir)."""
     if db is not None:
         shutil.copyfile(db, tmp_path / "mlflow.db")
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sweep_dir = tmp_path / "multirun"
-    proc = run_cli(["-m", f"tracking.uri={store}", f"hydra.sweep.dir={sweep_dir}", *TINY, *args], cwd=tmp_path)
+    proc = run_cli(["-m", f"tracking.uri={store}", f"hydra.sweep.dir={sweep_dir}", *TINY, *args], cwd=tmp_path, env=env)
     return proc, MlflowClient(tracking_uri=store), sweep_dir
 
 
@@ -133,6 +140,132 @@ def test_submitit_local_launcher_runs_two_jobs(tmp_path, migrated_db):
     assert [r.data.params["seed"] for r in children] == ["0", "1"]
     assert list((sweep_dir / ".submitit").iterdir())  # submitit's own job folders
     check_best(parent, children)
+
+
+@pytest.fixture
+def ray_head():
+    """A Ray cluster of the test's own on 127.0.0.1: `ray start --head --block` in a process group
+    of its own (its GCS, raylet and workers), stopped by that group's id afterwards. Yields the
+    address for RAY_ADDRESS. Its temp dir is short: Ray's unix sockets allow ~107 characters."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    log_path = temp / "ray-start.log"
+    # 2 CPUs: two jobs at once, 1 TensorFlow thread each; a small object store (the jobs pass none)
+    args = ["--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2", "--object-store-memory=100000000"]
+    args += ["--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
+    with open(log_path, "w") as log_file:
+        head = subprocess.Popen(
+            [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", *args],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while "Ray runtime started" not in log_path.read_text():
+            assert head.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # --block: ray start stops the processes it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_cluster_launcher_runs_two_jobs_on_a_local_ray_cluster(tmp_path, migrated_db, ray_head):
+    proc, client, sweep_dir = multirun(
+        tmp_path, "hydra/launcher=ray_cluster", "seed=0,1", db=migrated_db, env={"RAY_ADDRESS": ray_head}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the sweep joined the test's cluster (no local Ray of its own)
+    assert f"Using address {ray_head} set in the environment variable RAY_ADDRESS" in proc.stderr, proc.stderr
+    assert "Connected to Ray cluster" in proc.stderr and "Started a local Ray instance" not in proc.stderr
+    # the workers (started by the cluster's raylet, not by the CLI) got the parent run id through
+    # Ray's runtime_env: sweep_runs checks every job is nested under the sweep's parent
+    parent, children = sweep_runs(client, sweep_dir)
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep.launcher"] == "RayLauncher"
+    assert [r.info.status for r in children] == ["FINISHED"] * 2
+    assert [r.data.params["seed"] for r in children] == ["0", "1"]
+    for r in children:
+        assert r.data.tags["tf.threads"] == "1/1"  # ray_remote_args.num_cpus
+        assert len(metric_history(client, r.info.run_id, "train/d_loss")) == 3
+    (first, second) = sorted((r.info.start_time, r.info.end_time) for r in children)
+    assert second[0] < first[1]  # two Ray workers trained at the same time
+    check_best(parent, children)
+
+
+def test_slurm_launcher_renders_the_sbatch_script_it_would_submit(tmp_path):
+    """No cluster here: the real CLI, Hydra config and submitit executor run up to `sbatch`, which
+    is a stand-in on PATH that records its argument and refuses (so nothing is ever submitted,
+    even where SLURM exists; `srun` too). The script it was handed is what a cluster would run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "sbatch-calls"
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "no cluster here" >&2\nexit 1\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit checks it is on PATH; never run here
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    sweep_dir = tmp_path / "multirun"
+    proc = run_cli(
+        [
+            "-m",
+            "tracking=none",
+            f"hydra.sweep.dir={sweep_dir}",
+            *TINY,
+            "hydra/launcher=slurm",
+            "hydra.launcher.partition=gpu",
+            "hydra.launcher.timeout_min=30",
+            "hydra.launcher.cpus_per_task=3",
+            "hydra.launcher.gpus_per_node=1",
+            "hydra.launcher.mem_gb=8",
+            "hydra.launcher.setup=[source /opt/gan/.venv/bin/activate]",
+            "seed=0,1",
+        ],
+        cwd=tmp_path,
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
+    assert proc.returncode == 1 and "no cluster here" in proc.stderr, proc.stderr[-3000:]
+    (script,) = calls.read_text().split()  # one sbatch call: the 2 jobs as one job array
+    text = Path(script).read_text()
+    flags = dict(re.findall(r"^#SBATCH --([\w-]+)=(.*)$", text, re.M))
+    assert {k: flags.get(k) for k in ("partition", "time", "cpus-per-task", "gpus-per-node", "mem", "nodes")} == {
+        "partition": "gpu",
+        "time": "30",
+        "cpus-per-task": "3",
+        "gpus-per-node": "1",
+        "mem": "8GB",
+        "nodes": "1",
+    }
+    assert flags["array"] == "0-1%2" and flags["ntasks-per-node"] == "1"
+    assert "\n# setup\nsource /opt/gan/.venv/bin/activate\n" in text
+    # the job command: this venv's python runs submitit's entry point on the sweep's .submitit folder,
+    # which unpickles the launcher and calls gan_runner's task function with each job's overrides
+    command = text.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"srun --unbuffered --output \S+ --error \S+ {re.escape(sys.executable)} -u -m submitit\.core\._submit "
+        rf"{re.escape(str(sweep_dir / '.submitit'))}/%j",
+        command,
+    ), command
+    from submitit.core.utils import DelayedSubmission
+
+    from gan_runner.__main__ import main as cli_main
+
+    pickles = sorted((sweep_dir / ".submitit").rglob("*.pkl"))
+    jobs = [DelayedSubmission.load(p) for p in pickles]
+    assert len(jobs) == 2
+    for job in jobs:
+        launcher = job.function
+        assert type(launcher).__name__ == "SlurmLauncher"
+        # `python -m gan_runner` pickles its task function by value: the code of gan_runner's main
+        assert launcher.task_function.__code__.co_code == inspect.unwrap(cli_main).__code__.co_code
+        assert launcher.config.hydra.launcher.partition == "gpu"
+    assert sorted(job.args[2] for job in jobs) == [0, 1]  # job numbers
+    assert sorted(next(o for o in job.args[0] if o.startswith("seed=")) for job in jobs) == ["seed=0", "seed=1"]
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +419,7 @@ def test_optuna_searches_compose(name, model, direction):
     [
         ("parallel", "JoblibLauncher", {"n_jobs": 2, "backend": "loky"}),
         ("slurm", "SlurmLauncher", {"cpus_per_task": 4, "gpus_per_node": 0, "timeout_min": 60, "partition": None}),
+        ("ray_cluster", "RayLauncher", {"address": None, "n_jobs": -1, "batch_size": 1}),
     ],
 )
 def test_launcher_configs_compose(name, target, values):

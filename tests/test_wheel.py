@@ -92,7 +92,8 @@ def _run(bin_dir: Path, args: list[str], cwd: Path) -> subprocess.CompletedProce
 def test_the_wheel_holds_every_module_and_every_config(installed):
     _, wheel = installed
     names = set(zipfile.ZipFile(wheel).namelist())
-    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "gan_runner").rglob("*.py")}
+    # hydra_plugins/: our launcher plugins (Hydra instantiates launchers only from that namespace)
+    modules = {str(p.relative_to(ROOT)) for top in ("gan_runner", "hydra_plugins") for p in (ROOT / top).rglob("*.py")}
     configs = {f"gan_runner/conf/{p.relative_to(ROOT / 'conf')}" for p in (ROOT / "conf").rglob("*.yaml")}
     assert modules - names == set()  # a sub-package missing from pyproject's packages list
     assert configs - names == set()
