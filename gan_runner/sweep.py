@@ -5,9 +5,9 @@ tags on every job, and the failure policy of a job inside a sweep.
 launching process: `on_multirun_start` creates the store, the experiment and the parent run
 once, before any job starts (parallel jobs creating a fresh SQLite store race in MLflow's
 migrations and in set_experiment: mlflow #979, #10334), and hands the parent's id to the jobs
-through environment variables, which joblib's and submitit's worker processes inherit (they
-are spawned after this hook; sbatch exports the environment too; Ray workers get them through
-runtime_env: hydra_plugins/gan_runner_launchers/ray_launcher.py). `on_multirun_end` writes the
+through environment variables set around every job by Hydra (hydra.job.env_set overrides that
+every job's config is composed with: hand_to_jobs), in whichever process runs it: joblib's
+workers (started before the parent run exists: warm_workers), Ray's, submitit's. `on_multirun_end` writes the
 sweep's summary on the parent and ends it; a sweep that aborts ends it FAILED at exit. With
 tracking=none there is no store to count the jobs in: each job writes its outcome (status,
 objective) into its own Hydra folder (`on_job_end`, in whichever process ran it) and the
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gan_runner import tracking
 
@@ -60,6 +60,7 @@ class MlflowSweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         register_launchers()
+        warm_workers(config)
         if config.tracking.name != "mlflow":
             self.local_dir, self.started = Path(config.hydra.sweep.dir).resolve(), time.time()
             return
@@ -71,7 +72,7 @@ class MlflowSweepCallback(Callback):
                 print(f"gan_runner: error: {err}", file=sys.stderr)
                 sys.exit(2)
             self.parent = (uri, run_id)
-            os.environ[ENV_PARENT], os.environ[ENV_DIR] = run_id, sweep_dir
+            hand_to_jobs(config, run_id, sweep_dir)
             atexit.register(self._end, config.objective, config.objective_mode, "FAILED")
             log.info("sweep.resume: continuing sweep %s (parent run %s)", sweep_dir, run_id)
             return
@@ -86,7 +87,7 @@ class MlflowSweepCallback(Callback):
         name = config.tracking.run_name or f"sweep {sweep_dir.name}"
         about = tracking.experiment_about(config)  # the experiment's description and runs view
         self.parent = tracking.start_parent_run(config.tracking, name, tags, about)
-        os.environ[ENV_PARENT], os.environ[ENV_DIR] = self.parent[1], str(sweep_dir)
+        hand_to_jobs(config, self.parent[1], str(sweep_dir))
         # on_multirun_end is skipped when the sweep raises (fail_fast, a crash): end it then too.
         atexit.register(self._end, config.objective, config.objective_mode, "FAILED")
 
@@ -141,6 +142,19 @@ class MlflowSweepCallback(Callback):
         return tracking.finish_parent_run(uri, run_id, objective, mode, status)
 
 
+def hand_to_jobs(config: DictConfig, parent: str, sweep_dir: str) -> None:
+    """The parent run id and sweep directory for the jobs: in this process's environment (the
+    basic launcher's jobs) and as hydra.job.env_set overrides of the sweep's config, which Hydra
+    composes again for every job and whose env_set it applies around the job, in whatever process
+    runs it: joblib's workers, started before the parent run exists (warm_workers), Ray's,
+    started by the cluster, submitit's on other nodes."""
+    os.environ[ENV_PARENT], os.environ[ENV_DIR] = parent, sweep_dir
+    with open_dict(config):
+        for key, value in ((ENV_PARENT, parent), (ENV_DIR, sweep_dir)):
+            quoted = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            config.hydra.overrides.hydra.append(f"++hydra.job.env_set.{key}={quoted}")
+
+
 def register_launchers() -> None:
     """Our launcher plugins (hydra/launcher=ray_cluster) live in hydra_plugins/gan_runner_launchers:
     Hydra instantiates launchers only from there. Hydra's plugin scan lists the folders of that
@@ -151,6 +165,49 @@ def register_launchers() -> None:
     from hydra_plugins.gan_runner_launchers.ray_launcher import RayLauncher
 
     Plugins.instance().register(RayLauncher)
+
+
+def warm_workers(config: DictConfig) -> None:
+    """hydra/launcher=parallel: start joblib's worker processes now and have each import what
+    a job needs (TensorFlow, Keras, MLflow and its SQLAlchemy store, matplotlib: ~7 s of CPU), while this process sets up
+    the store and the parent run. joblib reuses the same workers for the sweep's jobs (its loky
+    executor is reused when asked for with the same arguments: those of Hydra's joblib launcher,
+    which this copies), so the first job of each worker starts warm; the jobs queue behind the
+    warm-up where it has not ended yet."""
+    launcher = config.hydra.launcher
+    if not str(launcher._target_).endswith("JoblibLauncher"):
+        return
+    import threading
+
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+    from joblib import Parallel, delayed, effective_n_jobs
+
+    options = {k: v for k, v in OmegaConf.to_container(launcher, resolve=True).items() if k != "_target_"}
+    options["backend"] = "loky"  # as Hydra's joblib launcher forces it
+    process_joblib_cfg(options)
+    parallel = Parallel(**options)
+    onednn = OmegaConf.select(config, "trainer.onednn")
+    scheme = tracking.resolve_uri(config.tracking.uri).split(":")[0].split("+")[0]  # postgresql+psycopg
+    database = config.tracking.name == "mlflow" and scheme in ("sqlite", "postgresql", "mysql", "mssql")
+    warm_ups = [delayed(warm_worker)(onednn, database) for _ in range(effective_n_jobs(options["n_jobs"]))]
+    thread = threading.Thread(target=parallel, args=(warm_ups,), daemon=True)
+    thread.start()
+
+
+def warm_worker(onednn: bool | None, database: bool) -> None:
+    """In a joblib worker: the imports of a job. MLflow's SQLAlchemy store (`database`: the
+    tracking URI is a database) is imported at a job's first MLflow call, and costs more than
+    `import mlflow`. TensorFlow's runtime and thread pools are not started, so each job still
+    sets its threads. With trainer.onednn set, TensorFlow is left for the job to load: it reads
+    TF_ENABLE_ONEDNN_OPTS, which the job sets, when it loads."""
+    import mlflow.tracking  # noqa: F401
+
+    from gan_runner import plots  # noqa: F401  (matplotlib)
+
+    if database:
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    if onednn is None:
+        import keras  # noqa: F401  (and TensorFlow)
 
 
 OUTCOME: dict[str, str] = {}  # the last sweep's summary in this process (cli's exit status reads it)

@@ -9,17 +9,16 @@ run by `joblib.Parallel` under `parallel_config(backend="ray")`, whose pool work
 actors (reused from job to job, like loky's workers).
 
 Ray's workers are started by the cluster's raylet, not by this process: they do not inherit its
-environment. `ray.init(runtime_env=...)` hands them the sweep's parent run id and directory
-(sweep.py sets them before the jobs launch), so their runs nest under the parent.
+environment. The sweep's parent run id and directory reach the jobs as hydra.job.env_set
+overrides of the config every job composes (gan_runner.sweep.hand_to_jobs).
 
-Hydra imports every module of hydra_plugins when it starts: Ray and gan_runner are imported only
-when a sweep launches.
+Hydra imports every module of hydra_plugins when it starts: Ray is imported only when a sweep
+launches.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,15 +48,12 @@ class RayLauncher(JoblibLauncher):
         from hydra_plugins.hydra_joblib_launcher._core import execute_job, process_joblib_cfg
         from ray.util.joblib import register_ray
 
-        from gan_runner.sweep import ENV_DIR, ENV_PARENT
-
         setup_globals()
         assert self.config is not None and self.task_function is not None and self.hydra_context is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         if not ray.is_initialized():
-            env = {key: os.environ[key] for key in (ENV_PARENT, ENV_DIR) if os.environ.get(key)}
-            ray.init(address=self.address, runtime_env={"env_vars": env}, include_dashboard=False)
+            ray.init(address=self.address, include_dashboard=False)
         register_ray()
         options = {k: v for k, v in self.joblib.items() if k != "backend"}
         process_joblib_cfg(options)
