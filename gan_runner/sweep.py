@@ -200,6 +200,7 @@ def warm_worker(onednn: bool | None, database: bool) -> None:
     `import mlflow`. TensorFlow's runtime and thread pools are not started, so each job still
     sets its threads. With trainer.onednn set, TensorFlow is left for the job to load: it reads
     TF_ENABLE_ONEDNN_OPTS, which the job sets, when it loads."""
+    _WARMED["worker"] = True
     import mlflow.tracking  # noqa: F401
 
     from gan_runner import plots  # noqa: F401  (matplotlib)
@@ -210,6 +211,7 @@ def warm_worker(onednn: bool | None, database: bool) -> None:
         import keras  # noqa: F401  (and TensorFlow)
 
 
+_WARMED = {"worker": False}  # this process is a joblib worker that warm_worker ran in (tag sweep.warm_worker)
 OUTCOME: dict[str, str] = {}  # the last sweep's summary in this process (cli's exit status reads it)
 _JOB = {"failed": False}  # the fate of the job running in this process (on_job_start resets it)
 
@@ -331,6 +333,8 @@ def job_tags() -> dict[str, str]:
     tags = {"hydra.job.num": str(hc.job.num), "sweep.dir": os.environ.get(ENV_DIR) or str(Path(hc.sweep.dir).resolve())}
     if os.environ.get(ENV_PARENT):
         tags[tracking.PARENT_TAG] = os.environ[ENV_PARENT]
+    if _WARMED["worker"]:  # the job ran in a joblib worker that warm_workers warmed
+        tags["sweep.warm_worker"] = "true"
     return tags
 
 

@@ -93,8 +93,10 @@ def test_joblib_grid_2x2_in_parallel_workers(tmp_path):
     for r in children:
         assert f"seed={r.data.params['seed']}" in r.data.tags["overrides"]
         # intra-op: the cores shared by 2 workers; inter-op: gaussian1d's own 1 (an explicit value wins)
-        assert r.data.tags["tf.threads"] == f"{per_job}/1"
+        assert r.data.tags["tf.threads"] == f"{per_job}/1"  # the warm-up's imports left the thread pools unset
         assert len(metric_history(client, r.info.run_id, "train/d_loss")) == 3
+    # The workers warmed as the sweep started (sweep.warm_workers) ran the jobs: joblib reused them.
+    assert any(r.data.tags.get("sweep.warm_worker") == "true" for r in children)
     # The two workers trained at the same time: some jobs' [start, end] overlap.
     spans = sorted((r.info.start_time, r.info.end_time) for r in children)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
