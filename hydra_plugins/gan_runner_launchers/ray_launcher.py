@@ -40,7 +40,8 @@ class RayLauncher(JoblibLauncher):
         super().__init__(**joblib)
         self.address = address
         # Hydra hands nested options over as DictConfig; Ray wants plain dicts
-        self.ray_remote_args = OmegaConf.to_container(ray_remote_args) if ray_remote_args else {}
+        args = ray_remote_args or {}
+        self.ray_remote_args = dict(OmegaConf.to_container(args) if OmegaConf.is_config(args) else args)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import joblib
