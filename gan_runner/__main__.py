@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import hydra
@@ -182,6 +183,10 @@ def program() -> None:
         if stop.code is not None and not isinstance(stop.code, int):  # sys.exit("message")
             print(stop.code, file=sys.stderr)
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    # What the interpreter's own exit does first, in its order (Py_FinalizeEx): join the non-daemon
+    # threads and run threading's exit hooks (concurrent.futures / loky stop their pools there: a
+    # joblib or Ray sweep hung in atexit without it), then the atexit handlers.
+    threading._shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
