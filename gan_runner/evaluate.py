@@ -159,6 +159,16 @@ def eval_noise(cfg: DictConfig, n: int, seed: int | None = None) -> np.ndarray:
     return draw(cfg.seed if seed is None else seed, n, model.latent_dim(cfg.model), k)
 
 
+def eval_classes(cfg: DictConfig, n: int) -> np.ndarray | None:
+    """The classes a conditional model's evaluation fakes were made for (eval_noise: i % K), so
+    that they are scored for obeying them too; None for an unconditional model."""
+    from gan_runner import labels, registry
+
+    if not registry.MODELS[cfg.model.name].conditional:
+        return None
+    return labels.eval_labels(n, registry.get_model(cfg.model.name).num_classes(cfg.model))
+
+
 def run_generator(generator, z: np.ndarray, where: object = "the generator") -> np.ndarray:
     """generator(z) as train.Trainer.generate computes it (one traced function, the same
     chunks), so a reloaded generator gives the run's samples bit for bit."""
@@ -197,7 +207,8 @@ def run_files(run_id: str, uri: str | None, best: bool, tmp: Path) -> tuple[Path
 
 
 def resolve(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, np.ndarray, str]:
-    """(config, the images to score, a description of the source)."""
+    """(config, the images to score, a description of the source). A generator's images are made
+    from the run's evaluation noise (eval_noise), a conditional model's for the classes i % K."""
     source = args.source
     path = Path(source).expanduser()
     if path.suffix == ".npy" or (path.is_file() and not source.endswith(".weights.h5")):
@@ -270,7 +281,7 @@ def score_checkpoints(args: argparse.Namespace, tmp: Path) -> dict:
         except ConfigError as err:
             raise BadInput(str(err).removeprefix("resume: ")) from None
         fakes = run_generator(load_generator(cfg, ckpt.arrays), eval_noise(cfg, n), path)
-        scores = judge.scores(fakes, metrics, k)
+        scores = judge.scores(fakes, metrics, k, labels=eval_classes(cfg, n))
         scores.pop("histogram")
         curve.append((ckpt.step, {name: float(value) for name, value in scores.items()}))
     floors = judge.floors(n, metrics, k)
@@ -318,14 +329,16 @@ def from_run(args: argparse.Namespace, tmp: Path) -> tuple[DictConfig, np.ndarra
     return cfg, generate(cfg, weights, int(cfg.eval.n_fake)), f"run {args.source} ({artifact})"
 
 
-def score(cfg: DictConfig, fakes: np.ndarray) -> dict:
+def score(cfg: DictConfig, fakes: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """The images' scores; with `labels` (the classes a conditional generator made them for) also
+    class_accuracy, class_xent and fd_intra."""
     from gan_runner.metrics import classifier
 
     judge = classifier.judge_for(cfg.data, cfg.eval)
     n = len(fakes)
     judge.check_n(n)
     metrics, k = classifier.chosen_metrics(cfg.eval)
-    scores = judge.scores(fakes, metrics, k)
+    scores = judge.scores(fakes, metrics, k, labels=labels)
     histogram = scores.pop("histogram")
     return {
         "n": n,
@@ -357,6 +370,9 @@ def print_table(result: dict, source: str) -> None:
         "recall": "reals inside a fake sample's k-NN ball",
         "density": "real balls per fake / k (1 ~ real)",
         "coverage_nn": "reals whose k-NN ball holds a fake",
+        "class_accuracy": "fakes the classifier puts in the class they were made for",
+        "class_xent": "the classifier's cross-entropy against those classes (lower is better)",
+        "fd_intra": "mean over classes of the FD between the class's fakes and real digits",
     }
     for name, meaning in meanings.items():
         if name in result:
@@ -386,7 +402,8 @@ def main(argv: list[str] | None = None) -> dict:
                 result = score_checkpoints(args, Path(tmp))
             else:
                 cfg, fakes, source = resolve(args, Path(tmp))
-                result = score(cfg, fakes)
+                from_images = source.endswith("(images)")  # a .npy of images: no classes they were made for
+                result = score(cfg, fakes, None if from_images else eval_classes(cfg, len(fakes)))
     except (BadInput, ConfigError, DataError, LookupError) as err:
         print(f"gan_runner.evaluate: error: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)

@@ -210,6 +210,26 @@ def test_sample_label_and_labels_rows_share_the_noise(trained, tmp_path, capsys)
         assert exit_.value.code == 2 and len(err) == 1 and words in err[0], err
 
 
+def test_evaluate_reproduces_the_runs_class_scores(trained, tmp_path, capsys):
+    """python -m gan_runner.evaluate <run id> scores a conditional run's final generator for the
+    classes its evaluation asked for: the run's own last eval/class_* and fd_intra, recomputed."""
+    from mlflow.tracking import MlflowClient
+
+    from gan_runner import evaluate
+
+    pair = trained["acgan"]  # no EMA: the run's weights are the generator it evaluated
+    logged = MlflowClient(tracking_uri=pair.store).get_run(pair.full).data.metrics
+    result = evaluate.main([pair.full, f"tracking.uri={pair.store}", "--json"])
+    capsys.readouterr()
+    assert result["n"] == 40
+    for name in ("class_accuracy", "class_xent", "fd_intra", "fd"):
+        assert result[name] == pytest.approx(logged[f"eval/{name}"], rel=1e-5, abs=1e-6), name
+    np.save(tmp_path / "fakes.npy", np.zeros((40, 28, 28, 1), np.float32))  # images: no classes to obey
+    images = evaluate.main([str(tmp_path / "fakes.npy"), *TINY[:3], "eval.n_fake=40", "--json"])
+    capsys.readouterr()
+    assert "fd" in images and "class_accuracy" not in images
+
+
 def test_sample_refuses_label_for_an_unconditional_model(tmp_path, capsys):
     from gan_runner import registry, sample
 
