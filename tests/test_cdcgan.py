@@ -245,19 +245,25 @@ def test_sample_refuses_label_for_an_unconditional_model(tmp_path, capsys):
     assert "label=3: model 'dcgan' is not class-conditional" in err[0] and "model=cdcgan" in err[0]
 
 
-def test_the_cli_trains_a_cdcgan_like_the_dcgan(tmp_path):
-    """`python -m gan_runner model=cdcgan ...` in a fresh process: exit 0 and the class metrics in the store."""
+def test_the_cli_sweeps_model_cond_like_any_key(tmp_path):
+    """`python -m gan_runner -m model=cdcgan model.cond=projection,acgan ...` in a fresh process:
+    exit 0, one parent run, a FINISHED child per cond with the class metrics."""
     from mlflow.tracking import MlflowClient
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [a.format(cache=tmp_path / "cache") for a in RUN] + [f"tracking.uri={store}", "train_steps=4"]
-    proc = run_cli(args, tmp_path, timeout=300)
+    sweep = ["-m", "model.cond=projection,acgan", f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+    proc = run_cli([*sweep, *args], tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(tracking_uri=store)
-    (run,) = client.search_runs([client.get_experiment_by_name("cdcgan").experiment_id])
-    assert run.info.status == "FINISHED" and run.data.params["model.cond"] == "projection"
-    assert {"eval/class_accuracy", "eval/class_xent", "eval/fd_intra", "eval/fd"} <= set(run.data.metrics)
-    assert "eval/fd_intra=" in proc.stdout  # the objective it prints
+    runs = client.search_runs([client.get_experiment_by_name("cdcgan").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.params["model.cond"] for r in children) == ["acgan", "projection"]
+    for run in children:
+        assert run.info.status == "FINISHED", run.data.params["model.cond"]
+        assert {"eval/class_accuracy", "eval/class_xent", "eval/fd_intra", "eval/fd"} <= set(run.data.metrics)
+    assert "train/d_class" in next(r for r in children if r.data.params["model.cond"] == "acgan").data.metrics
 
 
 def test_mirrored_strategy_takes_the_labels_along():
