@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -152,3 +153,20 @@ def machine() -> str:
     except OSError:
         pass
     return f"{model}, {os.cpu_count()} cores"
+
+
+def dcgan_worker(steps: int, overrides: list[str]) -> dict:
+    """`python -m gan_runner.bench.dcgan --worker`: timed DCGAN steps in a fresh process (the dcgan and
+    gpu sections); its JSON line."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # trainer.onednn decides
+    out = subprocess.run(
+        [sys.executable, "-m", "gan_runner.bench.dcgan", "--worker", "--steps", str(steps), *overrides],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"bench worker {overrides} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from gan_runner.bench.common import console, record_target
+from gan_runner.bench.common import console, dcgan_worker, record_target
 
 BATCH = 64
 MNIST_ENV = "GAN_RUNNER_MNIST"  # set by `make bench`
@@ -146,21 +146,6 @@ def _data_args() -> list[str]:
     return [f"data.path={mnist}"] if mnist else []
 
 
-def _run_worker(steps: int, overrides: list[str]) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # trainer.onednn decides
-    out = subprocess.run(
-        [sys.executable, "-m", "gan_runner.bench.dcgan", "--worker", "--steps", str(steps), *overrides],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"bench worker {overrides} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 # ---- peak memory of a default run -------------------------------------------------------------
 
 
@@ -210,7 +195,7 @@ def bench_dcgan(repeats: int, steps: int = 5) -> None:
     results: dict[str, list[dict]] = {label: [] for label in VARIANTS}
     for _ in range(repeats):
         for label, overrides in VARIANTS.items():
-            results[label].append(_run_worker(steps, overrides))
+            results[label].append(dcgan_worker(steps, overrides))
     rss, rss_data, rss_wall = peak_rss_of_default_run()
 
     table = Table(

@@ -10,34 +10,16 @@ rounds interleaved, so a machine shared with other jobs slows every variant alik
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import statistics
-import subprocess
-import sys
 
 from rich.table import Table
 
-from gan_runner.bench.common import console, record_target
+from gan_runner.bench.common import console, dcgan_worker, record_target
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # config/checks.py's choices
 JIT = (False, True)
 UPDATE = "alternating"  # the seed's update
-
-
-def _worker(steps: int, overrides: list[str]) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # trainer.onednn decides (dcgan: on; no effect on a GPU)
-    out = subprocess.run(
-        [sys.executable, "-m", "gan_runner.bench.dcgan", "--worker", "--steps", str(steps), *overrides],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"gpu bench worker {overrides} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def bench_gpu(repeats: int, steps: int = 5) -> None:
@@ -46,14 +28,14 @@ def bench_gpu(repeats: int, steps: int = 5) -> None:
         for p, j in itertools.product(PRECISIONS, JIT)
     }
     results: dict[tuple, list[dict]] = {v: [] for v in variants}
-    results[("float32", False)].append(_worker(steps, variants[("float32", False)]))
+    results[("float32", False)].append(dcgan_worker(steps, variants[("float32", False)]))
     gpus = results[("float32", False)][0]["gpus"]
     if not gpus:  # on a CPU, XLA and emulated half precision take minutes a step under load: one round, 1 step
         repeats, steps = 1, 1
     for round_ in range(repeats):
         for variant, overrides in variants.items():
             if not (round_ == 0 and variant == ("float32", False)):
-                results[variant].append(_worker(steps, overrides))
+                results[variant].append(dcgan_worker(steps, overrides))
     device = f"GPU {gpus[0]}" if gpus else f"CPU ({os.cpu_count()} cores; no GPU visible)"
     table = Table(title=f"dcgan step per precision x jit_compile on {device}: median over {repeats} x {steps} steps")
     for column in ("precision", "jit_compile", "s/step", "GFLOP/s", "vs float32 no jit", "CPU s/step"):
