@@ -107,3 +107,27 @@ def test_bench_readme_without_markers_is_refused_before_any_section_runs(tmp_pat
     )
     assert proc.returncode == 2 and "no <!-- scoreboard:start -->" in proc.stderr
     assert readme.read_text() == "# no scoreboard\n"
+
+
+def test_techniques_bench_continued_in_its_folder_runs_only_what_is_missing(tmp_path, client, store):
+    """`--folder`: a plan whose run name and seed have a FINISHED run in the kept store is not run
+    again; the missing one is. The missing plan here is a real CLI run that fails at once (an
+    unknown loss), so the bench reports it, and the finished plan would fail the same way if it
+    were run: only the one missing run may be tried."""
+    import pytest
+
+    from gan_runner.bench import techniques
+
+    exp = client.create_experiment(techniques.EXPERIMENT)
+    finished = client.create_run(exp, run_name="seed_dcgan/300 steps", tags={"seed": "0"})
+    client.log_metric(finished.info.run_id, "perf/loop_s", 1.0)
+    client.set_terminated(finished.info.run_id)
+    bad = ["model=dcgan", "loss=no_such_loss", "train_steps=1"]
+    plans = [
+        [*bad, "seed=0", "tracking.run_name=seed_dcgan/300 steps"],  # finished: skipped
+        [*bad, "seed=1", "tracking.run_name=seed_dcgan/300 steps"],  # missing: run, and it fails
+    ]
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        techniques._run_all(plans, store, tmp_path, jobs=2)
+    assert "seed=1" in failed.value.cmd and "seed=0" not in failed.value.cmd
+    techniques._run_all(plans[:1], store, tmp_path, jobs=2)  # everything finished: nothing runs

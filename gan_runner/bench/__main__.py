@@ -74,6 +74,10 @@ def main() -> None:
     techniques.add_argument("--presets", default=",".join(PRESETS), help="experiments/ to compare (comma-separated)")
     techniques.add_argument("--parts", default="1d,overheads,presets", help="the parts of the section to run")
     techniques.add_argument("--no-equal-time", action="store_true", help="skip the runs at seed_dcgan's time")
+    techniques.add_argument("--jobs", type=int, default=1, help="preset runs at a time (cores split between them)")
+    techniques.add_argument(
+        "--folder", type=Path, default=None, help="continue the bench kept in this folder (its finished runs count)"
+    )
     techniques.add_argument("--out", type=Path, default=Path("docs/techniques_fd.png"), help="the FD chart")
     cond = parser.add_argument_group("cond (gan_runner/bench/cond.py; also takes --steps and --seeds)")
     cond.add_argument("--conds", default=",".join(CONDS), help="model.cond values to compare (comma-separated)")
@@ -91,6 +95,8 @@ def main() -> None:
         equal_time=not args.no_equal_time,
         out=args.out,
         parts=tuple(args.parts.split(",")),
+        jobs=args.jobs,
+        folder=args.folder,
     )
     SECTIONS["cond"] = functools.partial(
         bench_cond,

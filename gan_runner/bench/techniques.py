@@ -20,9 +20,10 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-PRESETS = ("seed_dcgan", "dcgan_ema", "dcgan_lsgan", "dcgan_hinge_sn", "dcgan_wgan_gp")
+PRESETS = ("seed_dcgan", "dcgan_ema", "dcgan_lsgan", "dcgan_hinge_sn", "dcgan_wgan_gp", "dcgan_fast")
 LOSSES_1D = {"": "ns,minimax,hinge,wasserstein,lsgan", "penalty=gp": "wasserstein"}
 OVERHEADS = {
     "plain (ns)": [],
@@ -66,6 +67,8 @@ def _runs(store: str, experiment: str = EXPERIMENT) -> list:
 
     client = MlflowClient(tracking_uri=store)
     exp = client.get_experiment_by_name(experiment)
+    if exp is None:  # nothing run yet
+        return []
     # a sweep's parent run (gan_runner.sweep) holds no training metrics: left out
     return [
         r
@@ -159,8 +162,34 @@ def _train_s(m: dict) -> float:
     return m["perf/loop_s"] - m.get("perf/eval_s", 0.0) - m.get("perf/pictures_s", 0.0)
 
 
+def _run_all(plans: list[list[str]], store: str, tmp: Path, jobs: int) -> None:
+    """Each plan (CLI overrides) as its own run, `jobs` at a time, the cores shared between them
+    (trainer.intra_op_threads); a failed run raises once the others are done. A plan whose run
+    name and seed already have a FINISHED run in the store is not run again (a bench continued
+    with --folder)."""
+    done = {(r.data.tags["mlflow.runName"], r.data.tags["seed"]) for r in _runs(store)}
+    todo = [args for args in plans if (_value(args, "tracking.run_name"), _value(args, "seed")) not in done]
+    if len(todo) < len(plans):
+        print(f"{len(plans) - len(todo)} of {len(plans)} runs already in {store}: not run again", flush=True)
+    threads = [f"trainer.intra_op_threads={max(1, (os.cpu_count() or 1) // jobs)}"] if jobs > 1 else []
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for future in [pool.submit(_cli, [*args, *threads], store, tmp) for args in todo]:
+            future.result()
+
+
+def _value(args: list[str], key: str) -> str:
+    return next(a.split("=", 1)[1] for a in args if a.startswith(key + "="))
+
+
 def bench_presets(
-    store: str, tmp: Path, steps: list[int], seeds: int, presets: list[str], equal_time: bool, out: Path
+    store: str,
+    tmp: Path,
+    steps: list[int],
+    seeds: int,
+    presets: list[str],
+    equal_time: bool,
+    out: Path,
+    jobs: int = 1,
 ) -> None:
     # Hydra override values: no '=', ',' or '()' in run names. The three metrics of the table only.
     common = [
@@ -170,45 +199,32 @@ def bench_presets(
         "plot_every=100000",
         "eval.metrics=[fd,mnist_score,coverage]",
     ]
-    plan = [(p, n, s, f"{p}/{n} steps") for n in steps for p in presets for s in range(seeds)]
-    for preset, n, seed, group in plan:
-        _cli(
-            [
-                f"experiment={preset}",
-                *common,
-                f"train_steps={n}",
-                f"eval_every={max(1, n // 10)}",
-                f"seed={seed}",
-                f"tracking.run_name={group}",
-            ],
-            store,
-            tmp,
-        )
+
+    def plan(preset: str, n: int, seed: int, name: str) -> list[str]:
+        return [
+            f"experiment={preset}",
+            *common,
+            f"train_steps={n}",
+            f"eval_every={max(1, n // 10)}",
+            f"seed={seed}",
+            f"tracking.run_name={name}",
+        ]
+
+    _run_all([plan(p, n, s, f"{p}/{n} steps") for n in steps for p in presets for s in range(seeds)], store, tmp, jobs)
     if equal_time and "seed_dcgan" in presets:
         longest = max(steps)
         by_group: dict[str, list] = {}
         for r in _runs(store):
             by_group.setdefault(r.data.tags["mlflow.runName"], []).append(r.data.metrics)
         budget = statistics.mean(_train_s(m) for m in by_group[f"seed_dcgan/{longest} steps"])
+        plans = []
         for preset in presets:
             if preset == "seed_dcgan":
                 continue
             per_step = statistics.mean(_train_s(m) / longest for m in by_group[f"{preset}/{longest} steps"])
             n = max(1, round(budget / per_step))
-            for seed in range(seeds):
-                name = f"{preset}/{n} steps at equal time {budget:.0f}s"
-                _cli(
-                    [
-                        f"experiment={preset}",
-                        *common,
-                        f"train_steps={n}",
-                        f"eval_every={max(1, n // 10)}",
-                        f"seed={seed}",
-                        f"tracking.run_name={name}",
-                    ],
-                    store,
-                    tmp,
-                )
+            plans += [plan(preset, n, s, f"{preset}/{n} steps at equal time {budget:.0f}s") for s in range(seeds)]
+        _run_all(plans, store, tmp, jobs)
     _report(store, out)
 
 
@@ -269,15 +285,17 @@ def bench_techniques(
     equal_time: bool,
     out: Path,
     parts: tuple[str, ...] = ("1d", "overheads", "presets"),
-    folder: Path = Path(".bench/techniques"),
+    folder: Path | None = None,
+    jobs: int = 1,
 ) -> None:
-    """The runs go to a fresh SQLite store in `folder` (kept: a later failure loses no runs)."""
-    folder = folder.resolve() / time.strftime("%Y%m%d-%H%M%S")
-    folder.mkdir(parents=True)
+    """The runs go to a SQLite store in a new folder of .bench/techniques/ (kept: a later failure
+    loses no runs), or in `folder`, continuing the bench kept there: its finished runs count."""
+    folder = (folder or Path(".bench/techniques") / time.strftime("%Y%m%d-%H%M%S")).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
     store = f"sqlite:///{folder / 'mlflow.db'}"
     if "1d" in parts:
         bench_1d(store, folder, seeds)
     if "overheads" in parts:
         bench_overheads(repeats)
     if "presets" in parts:
-        bench_presets(store, folder, steps, seeds, presets, equal_time, out)
+        bench_presets(store, folder, steps, seeds, presets, equal_time, out, jobs)
