@@ -7,9 +7,10 @@ MNIST  ?= $(abspath ../shared/datasets/mnist)
 PORT   ?= 5000
 HOST   ?= 127.0.0.1
 ARGS   ?=
-# make test JOBS=2: pytest-xdist workers (tests sharing a costly fixture stay on one worker). Off by
-# default: on this 2-core machine shared with other work it did not shorten the suite (README, Tests).
-JOBS   ?= 1
+# make test runs the suite in JOBS pytest-xdist workers (tests sharing a costly fixture stay on one
+# worker). 2 by default: most of a test's time is single-threaded (the imports of TensorFlow and
+# MLflow in its subprocesses), so a second worker uses the second core. JOBS=1: one process.
+JOBS   ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install run lint test bench crash ui docs-images clean
@@ -34,7 +35,7 @@ lint: $(STAMP) ## ruff: lint rules and formatting (config in pyproject.toml); no
 
 test: $(STAMP) lint ## run the test suite (after make lint; first installs Chromium and Fashion-MNIST with apt-get when root and missing)
 	@.ci/test-deps
-	GAN_RUNNER_MNIST=$(MNIST) $(PY) -m pytest -q $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist loadgroup) $(ARGS)
+	GAN_RUNNER_MNIST=$(MNIST) $(PY) -m pytest -q --durations=20 $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist loadgroup) $(ARGS)
 
 bench: $(STAMP) ## measure speed and quality; prints the figures the README quotes
 	GAN_RUNNER_MNIST=$(MNIST) $(PY) -m gan_runner.bench $(ARGS)
