@@ -111,7 +111,8 @@ def main() -> None:
             parser.error(f"--readme {args.readme}: no such file, or no {README_START} ... {README_END} block")
     for name in args.sections or SECTIONS:
         SECTIONS[name](args.repeats)
-    console.print(scoreboard_table())
+    if SCOREBOARD:  # a section that records no target (techniques, cond) prints no empty table
+        console.print(scoreboard_table())
     if args.readme:
         rewrite_readme(args.readme, SCOREBOARD, f"{time.strftime('%Y-%m-%d')}, {machine()}")
         console.print(f"scoreboard written to {args.readme}")
