@@ -77,8 +77,12 @@ def test_the_parent_run_gets_mean_and_std_per_group_of_seeds(sweep_2x3):
         assert f"agg/learning_rate:{lr}/best/kl_target_mean" in parent.data.metrics
 
 
-def test_compare_groups_the_seeds_by_default_and_draws_bands(sweep_2x3, capsys):
+def test_compare_groups_the_seeds_by_default_and_draws_bands(sweep_2x3, capsys, monkeypatch):
     from gan_runner import compare
+
+    # one table row per group on one line: rich reads the width from COLUMNS, which pytest-xdist's
+    # workers have (80) and a plain pytest run does not (compare then uses 160)
+    monkeypatch.setenv("COLUMNS", "200")
 
     tmp, store, _, parent, children = sweep_2x3
     out = tmp / "band.png"
