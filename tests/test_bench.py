@@ -51,6 +51,17 @@ def test_unknown_bench_section_is_one_line_and_exit_2():
     assert "unknown section gaussian; known: gaussian1d, sweep, dcgan, quality" in proc.stderr
 
 
+def test_techniques_jobs_below_one_is_refused_before_any_run():
+    proc = subprocess.run(
+        [sys.executable, "-m", "gan_runner.bench", "techniques", "--jobs", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "--jobs 0: runs at a time must be 1 or more" in proc.stderr
+
+
 def test_scoreboard_table_and_readme_rewrite_on_the_real_readme(tmp_path):
     """The README's scoreboard block regenerated from recorded rows: a section's rows replace
     their old versions, rows of sections not run stay, text outside the markers is untouched,

@@ -83,6 +83,8 @@ def main() -> None:
     cond.add_argument("--conds", default=",".join(CONDS), help="model.cond values to compare (comma-separated)")
     cond.add_argument("--grid-out", type=Path, default=Path("docs/cdcgan_grid.png"), help="the row-per-class grid")
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: runs at a time must be 1 or more")
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
