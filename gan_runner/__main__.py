@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gan_runner import stopping, sweep
+from gan_runner import startup, stopping, sweep
 from gan_runner.config import CONF_DIR, check_group_overrides, compose, did_you_mean, validate
 from gan_runner.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_JOBS_FAILED, ConfigError, DataError
 from gan_runner.stopping import Diverged, Interrupted, SignalStop
@@ -63,6 +63,7 @@ def main(cfg: DictConfig) -> float:
 
         return sweep.finite_objective(train.run(cfg, overrides), cfg)
     except Exception as err:
+        startup.resume_collector()  # a job that failed before its models were built: the next one collects
         if sweep.in_multirun():  # exiting here would end the whole sweep: record it, go on
             return sweep.job_failed(cfg, overrides, err)
         if isinstance(err, (ConfigError, DataError)):
@@ -171,11 +172,13 @@ def cli() -> None:
 
 
 def program() -> None:
-    """The command (`python -m gan_runner`, `gan-runner`): cli(), then an exit that skips the
+    """The command (`python -m gan_runner`, `gan-runner`): cli() with the garbage collector
+    paused through the imports (startup.py), then an exit that skips the
     interpreter's teardown once everything is written. Tearing down the thousands of modules
     TensorFlow, Keras and MLflow loaded cost a default run ~2 CPU s (shared 2-core Xeon) after its last
     line; atexit handlers (logging's flush among them) still run, and the files are closed or
     synced by then (SQLite commits, checkpoints fsynced). An error's traceback exits normally."""
+    startup.pause_collector()  # until the first run opens (startup.py says why)
     try:
         cli()
         code = 0

@@ -35,7 +35,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gan_runner import tracking
+from gan_runner import startup, tracking
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,7 @@ def warm_worker(onednn: bool | None, database: bool) -> None:
     sets its threads. With trainer.onednn set, TensorFlow is left for the job to load: it reads
     TF_ENABLE_ONEDNN_OPTS, which the job sets, when it loads."""
     _WARMED["worker"] = True
+    startup.pause_collector()  # as the command does (startup.py): until its first job opens its run
     import mlflow.tracking  # noqa: F401
 
     from gan_runner import plots  # noqa: F401  (matplotlib)

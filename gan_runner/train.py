@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from gan_runner import checkpoint, data, faults, labels, registry, stopping, store, sweep, tracking
+from gan_runner import checkpoint, data, faults, labels, registry, startup, stopping, store, sweep, tracking
 from gan_runner import config as config_mod
 from gan_runner.progress import Progress
 from gan_runner.stopping import Diverged, Interrupted  # noqa: F401  (what callers catch)
@@ -97,6 +97,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
                 resumed.meta.get("overrides", []) if resumed else overrides,
             )
             faults.point("startup")
+            startup.resume_collector()  # TensorFlow and MLflow imported: frozen, then collected as usual
             value = Trainer(cfg, real, tracker, ckpt, stop, resumed, real_labels).fit()
             faults.point("finish")
         print(summary(cfg, overrides, tracker.run_id, folder, value), flush=True)

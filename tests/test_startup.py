@@ -1,7 +1,8 @@
 """What a run's start-up and end were made faster with (issue 15) changes nothing a user can
 see: a new SQLite store copied from the cache's migrated template is the store MLflow itself
-makes, and the whole CLI with the template and the fast exit logs the same numbers, for the same
-seed, as with a store MLflow migrated and a normal interpreter exit."""
+makes, and the whole CLI with the template, the paused garbage collector and the fast exit logs
+the same numbers, for the same seed, as with a store MLflow migrated, the collector on and a
+normal interpreter exit."""
 
 from __future__ import annotations
 
@@ -65,9 +66,10 @@ def test_new_store_from_the_template_is_the_store_mlflow_makes(tmp_path, monkeyp
 
 
 def test_same_seed_same_numbers_with_the_template_store_and_the_fast_exit(tmp_path):
-    """Main's way (a store MLflow migrated, cli() ending in a normal interpreter exit) against
-    the command as shipped (the store copied from the template, program()'s fast exit): every
-    train/*, eval/*, best/* value at every step identical; both FINISHED, exit 0."""
+    """Main's way (a store MLflow migrated, cli() with the collector on, ending in a normal
+    interpreter exit) against the command as shipped (the store copied from the template,
+    program(): the collector paused until the run opens, the fast exit): every train/*, eval/*,
+    best/* value at every step identical; both FINISHED, exit 0."""
     from mlflow.tracking import MlflowClient
 
     main_way, now = tmp_path / "main_way", tmp_path / "now"
@@ -104,3 +106,32 @@ def test_same_seed_same_numbers_with_the_template_store_and_the_fast_exit(tmp_pa
         )
     assert any(k.startswith("eval/") for k in histories[0]) and any(k.startswith("train/") for k in histories[0])
     assert histories[0] == histories[1]
+
+
+def test_the_collector_is_paused_for_the_imports_then_frozen_and_back_on():
+    import gc
+
+    from gan_runner import startup
+
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        startup.pause_collector()
+        assert not gc.isenabled()
+        alive = [[i] for i in range(1000)]  # what the imports leave alive
+        startup.resume_collector()
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(alive)
+        gc.disable()
+        startup.resume_collector()  # once per pause: a second call changes nothing
+        assert not gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    # code that turned the collector off itself keeps it off
+    gc.disable()
+    try:
+        startup.pause_collector()
+        startup.resume_collector()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

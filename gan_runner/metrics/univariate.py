@@ -27,11 +27,26 @@ def histogram_kl(real: np.ndarray, fake: np.ndarray, bins: int = 100) -> float:
 def kl_to_normal(fake: np.ndarray, mean: float, std: float, bins: int = 100, span: float = 5.0) -> float:
     """KL(target || fake) with the target N(mean, std) integrated exactly over `bins` equal bins
     on mean +- span*std, plus one tail bin each side so no fake is dropped."""
+    edges, target = _normal_bins(mean, std, bins, span)
+    x = _sorted(fake)
+    # np.histogram's counts for unequal bins, from the sorted fakes (it would sort them again)
+    cumulative = np.concatenate([x.searchsorted(edges[:-1], "left"), x.searchsorted(edges[-1:], "right")])
+    return _kl(target, np.diff(cumulative).astype(np.float64))
+
+
+@lru_cache(maxsize=8)
+def _normal_bins(mean: float, std: float, bins: int, span: float) -> tuple[np.ndarray, np.ndarray]:
+    """kl_to_normal's bin edges (bins + 3,) and the target's mass in each bin (bins + 2,)."""
     inner = np.linspace(mean - span * std, mean + span * std, bins + 1)
     edges = np.concatenate([[-np.inf], inner, [np.inf]])
-    target = np.diff(stats.norm.cdf(edges, loc=mean, scale=std))
-    hist_q, _ = np.histogram(np.asarray(fake, np.float64), bins=edges)
-    return _kl(target, hist_q.astype(np.float64))
+    return edges, np.diff(stats.norm.cdf(edges, loc=mean, scale=std))
+
+
+def _sorted(x: np.ndarray) -> np.ndarray:
+    """x as float64, sorted: an evaluation sorts its 20,000 fakes once for w1, ks and the
+    histogram (checking that costs ~1/30 of sorting again)."""
+    x = np.asarray(x, np.float64)
+    return x if x.ndim == 1 and bool(np.all(x[1:] >= x[:-1])) else np.sort(x)
 
 
 def moments(x: np.ndarray) -> dict[str, float]:
@@ -48,7 +63,7 @@ def moments(x: np.ndarray) -> dict[str, float]:
 def w1_to_normal(fake: np.ndarray, mean: float, std: float) -> float:
     """Wasserstein-1 between the fakes' empirical law and N(mean, std): the mean gap between
     sorted fakes and the target's quantiles at the midpoints (i - 0.5) / n."""
-    x = np.sort(np.asarray(fake, np.float64))
+    x = _sorted(fake)
     return float(np.mean(np.abs(x - (mean + std * _normal_quantiles(len(x))))))
 
 
@@ -63,7 +78,7 @@ def ks_to_normal(fake: np.ndarray, mean: float, std: float) -> float:
     The same number as scipy.stats.kstest(fake, "norm", (mean, std)).statistic (a test checks
     it), written out because kstest also computes a p-value we do not use, ~30 ms at n=20000,
     which would make evaluation cost as much as training for the 1-D GAN."""
-    x = np.sort(np.asarray(fake, np.float64))
+    x = _sorted(fake)
     cdf = special.ndtr((x - mean) / std)
     n = len(x)
     i = np.arange(1, n + 1)
