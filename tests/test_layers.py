@@ -20,6 +20,7 @@ LAYERS: list[list[str]] = [
     ["gan_runner.models.losses", "gan_runner.models.ema", "gan_runner.models.spectral", "gan_runner.models.precision"],
     [
         "gan_runner.faults",
+        "gan_runner.startup",
         "gan_runner.seeds",
         "gan_runner.labels",
         "gan_runner.stopping",
