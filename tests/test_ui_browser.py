@@ -157,11 +157,26 @@ return Object.keys(rows).sort((a, b) => a - b).map(k => [rows[k].id, rows[k].cel
 def _model_training(page, experiment_id: str) -> dict[str, str]:
     """Asserts the page is the Model-training workspace and not the GenAI one; returns the side
     navigation's {link text: href} of the experiment."""
+    from selenium.common.exceptions import TimeoutException
+
     d = page.driver
     page.find(f"a[href*='/experiments/{experiment_id}/runs?']")
-    links = d.find_elements("css selector", f"a[href*='/experiments/{experiment_id}/']")
-    nav = {a.text: a.get_attribute("href") for a in links if a.text}
-    assert "workflowType=machine_learning" in nav["Runs"] and "Models" in nav, nav
+
+    def side_navigation(_=None) -> dict[str, str]:
+        links = d.find_elements("css selector", f"a[href*='/experiments/{experiment_id}/']")
+        return {a.text: a.get_attribute("href") for a in links if a.text}
+
+    # the page renders its links first and gives them the workspace's view a moment later (seen
+    # once in CI: "Runs" still without it); a workspace that never offers it fails here
+    try:
+        nav = page.wait.until(
+            lambda _: (lambda nav: nav if "workflowType=machine_learning" in nav.get("Runs", "") else None)(
+                side_navigation()
+            )
+        )
+    except TimeoutException:
+        nav = side_navigation()
+    assert "workflowType=machine_learning" in nav.get("Runs", "") and "Models" in nav, nav
     assert not [h for h in nav.values() if "workflowType=genai" in h], nav  # Sessions, Judges, Prompts ...
     genai = "[data-component-id^='mlflow.experiment.overview'], [data-component-id^='mlflow.detect_issues']"
     assert d.find_elements("css selector", genai) == []  # no Traces/Latency overview, no "Detect Issues"
