@@ -214,6 +214,33 @@ def test_cache_reuses_the_weights_and_retrains_for_other_data_or_architecture(tm
     assert not load(copy / first.name).trained
 
 
+def test_the_first_classifier_cached_wins_so_parallel_runs_judge_alike(tmp_path):
+    """Runs started together on a cold cache (a sweep's parallel jobs) each train a classifier;
+    the first to finish caches it and a later one never replaces it (it judges with the cached
+    one: load_or_train), so their eval/fd compare. Only a damaged file is replaced."""
+    import hashlib
+
+    from gan_runner.metrics import classifier
+
+    cfg = compose_cfg(["model=dcgan", *TINY_CLASSIFIER])
+    path = tmp_path / "cache" / "classifier-x.weights.h5"
+    first, second = classifier.build_model(cfg.eval.classifier), classifier.build_model(cfg.eval.classifier)
+    second.set_weights([w + 1.0 for w in second.get_weights()])  # another run's, surely different
+
+    def digest() -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    assert classifier._save(first, path, {"run": 1})
+    kept = digest()
+    assert not classifier._save(second, path, {"run": 2})  # too late: the first one stays
+    assert digest() == kept and not list(path.parent.glob("tmp*"))
+    loaded = classifier.build_model(cfg.eval.classifier)
+    loaded.load_weights(path)
+    for a, b in zip(first.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert classifier._save(second, path, {"run": 2}, replace=True) and digest() != kept  # damaged: replaced
+
+
 def test_default_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
     from gan_runner.metrics import classifier
 

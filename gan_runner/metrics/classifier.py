@@ -308,11 +308,12 @@ def load_or_train(classifier_cfg, the_split: Split) -> Classifier:
         except (OSError, ValueError) as err:  # damaged or foreign file: train again, replace it
             log.warning("classifier: %s unreadable (%s); training a new one", path, str(err).splitlines()[0][:200])
             model = build_model(classifier_cfg)
+    damaged = path.is_file()  # unreadable above: this run's classifier replaces it
     started = time.perf_counter()
     _fit(model, classifier_cfg, the_split.train)
     train_s = time.perf_counter() - started
     log.info("classifier: trained on %d digits in %.1f s -> %s", len(the_split.train.labels), train_s, path)
-    _save(
+    cached = _save(
         model,
         path,
         {
@@ -323,20 +324,36 @@ def load_or_train(classifier_cfg, the_split: Split) -> Classifier:
             "split": the_split.rule,
             "train_s": round(train_s, 2),
         },
+        replace=damaged,
     )
+    if not cached:  # another run cached its classifier while this one trained: every run judges with that one
+        model.load_weights(path)
+        log.info("classifier: another run cached %s first; judging with that one", path)
+        return Classifier(model, path, trained=False, train_s=0.0)
     return Classifier(model, path, trained=True, train_s=train_s)
 
 
-def _save(model, path: Path, meta: dict) -> None:
+def _save(model, path: Path, meta: dict, replace: bool = False) -> bool:
+    """Cache `model`'s weights at `path`: False when another process put its own there first.
+    The first writer wins (a hard link never replaces a file): runs started together on a cold
+    cache, e.g. a sweep's parallel jobs, then all judge with one classifier, and their eval/fd
+    compare. `replace`: a damaged file is replaced. Also True when the cache is not writable."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             staged = Path(tmp) / path.name
             model.save_weights(staged)
-            os.replace(staged, path)
+            if replace:
+                os.replace(staged, path)
+            else:
+                try:
+                    os.link(staged, path)
+                except FileExistsError:
+                    return False
         path.with_suffix("").with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     except OSError as err:  # a read-only cache costs a retraining next time, never the run
         log.warning("classifier: cannot cache the weights in %s (%s)", path.parent, err.strerror or err)
+    return True
 
 
 # ---- the judge: classifier + reference set -----------------------------------------------------
