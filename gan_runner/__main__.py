@@ -63,7 +63,7 @@ def main(cfg: DictConfig) -> float:
 
         return sweep.finite_objective(train.run(cfg, overrides), cfg)
     except Exception as err:
-        startup.resume_collector()  # a job that failed before its models were built: the next one collects
+        startup.resume_collector()  # a job that failed before its run opened: the next one collects
         if sweep.in_multirun():  # exiting here would end the whole sweep: record it, go on
             return sweep.job_failed(cfg, overrides, err)
         if isinstance(err, (ConfigError, DataError)):

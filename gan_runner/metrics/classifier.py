@@ -300,6 +300,7 @@ def load_or_train(classifier_cfg, the_split: Split) -> Classifier:
     cached (written under a temporary name, then renamed: parallel runs never read half a file)."""
     path = cache_path(classifier_cfg, the_split)
     model = build_model(classifier_cfg)
+    damaged = False  # the cached file was unreadable: this run's classifier replaces it
     if path.is_file():
         try:
             model.load_weights(path)
@@ -308,7 +309,7 @@ def load_or_train(classifier_cfg, the_split: Split) -> Classifier:
         except (OSError, ValueError) as err:  # damaged or foreign file: train again, replace it
             log.warning("classifier: %s unreadable (%s); training a new one", path, str(err).splitlines()[0][:200])
             model = build_model(classifier_cfg)
-    damaged = path.is_file()  # unreadable above: this run's classifier replaces it
+            damaged = True
     started = time.perf_counter()
     _fit(model, classifier_cfg, the_split.train)
     train_s = time.perf_counter() - started
