@@ -241,6 +241,30 @@ def test_the_first_classifier_cached_wins_so_parallel_runs_judge_alike(tmp_path)
     assert classifier._save(second, path, {"run": 2}, replace=True) and digest() != kept  # damaged: replaced
 
 
+def test_a_damaged_cached_classifier_is_retrained_and_replaced(tmp_path):
+    from gan_runner.metrics import classifier
+
+    cache = tmp_path / "cache"
+    cfg = compose_cfg(
+        [
+            "model=dcgan",
+            f"data.path={_digits_file(tmp_path / 'a', 0)}",
+            f"eval.classifier.cache_dir={cache}",
+            *TINY_CLASSIFIER,
+        ]
+    )
+    the_split = classifier.split(classifier.labelled_sets(cfg.data))
+    path = classifier.cache_path(cfg.eval.classifier, the_split)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an HDF5 file")
+    fresh = classifier.load_or_train(cfg.eval.classifier, the_split)
+    assert fresh.trained and path.read_bytes() != b"not an HDF5 file"
+    again = classifier.load_or_train(cfg.eval.classifier, the_split)  # the replacement is the cache now
+    assert not again.trained
+    for a, b in zip(fresh.model.get_weights(), again.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_default_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
     from gan_runner.metrics import classifier
 
