@@ -115,6 +115,11 @@ def write_atomic(path: Path, write) -> None:
         os.close(fd)
 
 
+def host_random_state() -> tuple:
+    """numpy's and Python's global random states, as a checkpoint keeps them."""
+    return np.random.get_state(), random.getstate()
+
+
 class Checkpointer:
     """Writes the checkpoints of one run into `folder` and keeps the newest `keep`."""
 
@@ -142,23 +147,26 @@ class Checkpointer:
         variables: dict[str, Variable],
         trainer: dict | None = None,
         trainer_arrays: dict[str, np.ndarray] | None = None,
+        host_random: tuple | None = None,
     ) -> Path:
-        """`trainer` (JSON) and `trainer_arrays` (saved as host.trainer.<name>): the loop's own
-        state besides the variables (last values, best evaluation), which a resume restores."""
+        """`variables`: the variables, or copies of their values (arrays) taken at `step`.
+        `trainer` (JSON) and `trainer_arrays` (saved as host.trainer.<name>): the loop's own
+        state besides the variables (last values, best evaluation), which a resume restores.
+        `host_random`: host_random_state() taken at `step` (default: now)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         if not (self.folder / "run.json").exists():
             info = json.dumps({k: self.meta[k] for k in ("run_id", "tracking_uri")}, indent=1).encode()
             write_atomic(self.folder / "run.json", lambda f: f.write(info))
-        arrays = {name: np.asarray(var.numpy()) for name, var in variables.items()}
+        arrays = {name: np.asarray(var if isinstance(var, np.ndarray) else var.numpy()) for name, var in variables.items()}
         arrays.update({f"host.trainer.{name}": np.asarray(value) for name, value in (trainer_arrays or {}).items()})
-        np_state = np.random.get_state()  # ('MT19937', keys, pos, has_gauss, cached_gaussian)
+        np_state, py_state = host_random or host_random_state()  # np: ('MT19937', keys, pos, has_gauss, cached_gaussian)
         arrays["host.numpy_keys"] = np_state[1]
         meta = {
             **self.meta,
             "step": int(step),
             "saved_at": time.time(),
             "numpy_random": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
-            "python_random": _jsonable(random.getstate()),
+            "python_random": _jsonable(py_state),
             "trainer": trainer or {},
         }
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)

@@ -12,7 +12,8 @@ TensorFlow, which the config check must not wait for). Each model module provide
     latent_dim(model_cfg) -> int                     # z's width (G's input adds K one-hot columns
     num_classes(model_cfg) -> int                    #   when the module has num_classes: conditional)
     evaluate(generate, real, cfg, step) -> dict[str, float]     # eval/* metrics
-    pictures(generate, real, cfg, step) -> dict[str, figure or uint8 image]
+    pictures(generate, real, cfg, step) -> dict[str, uint8 image or figure]  # a figure as a
+        # function that draws it: the trainer draws it on its host thread, off the training one
 """
 
 from __future__ import annotations

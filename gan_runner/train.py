@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from gan_runner import checkpoint, data, faults, labels, registry, startup, stopping, store, sweep, tracking
+from gan_runner import checkpoint, data, faults, host_work, labels, registry, startup, stopping, store, sweep, tracking
 from gan_runner import config as config_mod
 from gan_runner.progress import Progress
 from gan_runner.stopping import Diverged, Interrupted  # noqa: F401  (what callers catch)
@@ -376,6 +376,8 @@ class Trainer:
         self._pinned = 0  # consecutive logged values that meet the early-stop rule
         self._best: tuple[int, float, list] | None = None  # (step, objective, G's weights) of the best eval
         self._done = False  # the loop ended already (early stop, or the last step): only the end is left
+        self.host = host_work.HostWork()  # during fit: every write to the tracker and checkpoints goes through it
+        self._writing = None  # the future of the checkpoint the host thread is writing
         if resumed is not None:  # after building: the optimizers' slots must exist to be assigned
             checkpoint.restore(resumed, self.gan.state_variables())
             self._step = int(self.gan.step.numpy())
@@ -386,7 +388,7 @@ class Trainer:
         metric (the objective of a run resumed at its end), the early-stop count and the best
         evaluation (its G weights as arrays): without them a resume would log best/* again."""
         state = {
-            "history": self.history,
+            "history": dict(self.history),  # a copy: the host thread writes it while training goes on
             "pinned": self._pinned,
             "finished": finished,
             "best": list(self._best[:2]) if self._best else None,
@@ -427,6 +429,25 @@ class Trainer:
         return fakes
 
     def fit(self) -> float:
+        """Train, evaluate, log and checkpoint to the end; return the objective. The writes go
+        through the host thread (host_work.py), which is drained before this returns or raises."""
+        try:
+            step = self._loop()
+        except BaseException as err:
+            try:
+                self.host.close()  # what was handed over is written (a divergence's tag, the last checkpoint)
+            except Exception as writing:  # the training thread's error is the one raised; another one is logged
+                if writing is not err:
+                    log.exception("writing the run's last metrics, pictures or checkpoint failed")
+            raise
+        self.host.close()
+        self.tracker.flush()
+        stopping.phase("upload")
+        self._save_weights(step)
+        self.stop.check(step)  # the checkpoint of the last step is written: a signal ends the run KILLED
+        return self.objective()
+
+    def _loop(self) -> int:
         cfg = self.cfg
         step = start = self._step
         if start == 0 and hasattr(self.model, "reference_metrics"):  # once per run, not again on resume
@@ -451,6 +472,7 @@ class Trainer:
                 if step == start:
                     stopping.phase("tracing")  # the first chunk traces the compiled step
                 out = self._run_chunk(until - step)
+                self.host.raise_failed()  # a write that failed stops the run here
                 step = self._step = int(self.gan.step.numpy())
                 if not (math.isfinite(out["d_loss"]) and math.isfinite(out["g_loss"])):
                     self._diverged("a loss")
@@ -484,23 +506,21 @@ class Trainer:
                     break
         if not final and self.stop.signum is not None:
             self._checkpoint(step)
+            self.host.drain()
             raise Interrupted(self.stop.signum, step)
+        self.host.drain()  # the last pictures and checkpoint are part of the loop's time
         loop_s = time.perf_counter() - started  # includes tracing, evaluation and pictures
-        if step > start:  # eval_s and pictures_s are parts of loop_s
+        if step > start:  # eval_s is part of loop_s; pictures_s, mostly spent beside the steps, need not be
             self._log(
                 {
                     "perf/loop_s": loop_s,
                     "perf/steps_per_s": (step - start) / loop_s,
                     "perf/eval_s": spent["eval"],
-                    "perf/pictures_s": spent["pictures"],
+                    "perf/pictures_s": spent["pictures"] + self.host.seconds["pictures"],
                 },
                 step,
             )
-        self.tracker.flush()
-        stopping.phase("upload")
-        self._save_weights(step)
-        self.stop.check(step)  # the checkpoint of the last step is written: a signal ends the run KILLED
-        return self.objective()
+        return step
 
     def _run_chunk(self, n: int) -> dict[str, float]:
         started = time.perf_counter()
@@ -510,7 +530,7 @@ class Trainer:
         return out
 
     def _diverged(self, what: str) -> None:
-        self.tracker.set_tags({"divergence": f"step {self._step}"})
+        self.host.submit(self.tracker.set_tags, {"divergence": f"step {self._step}"})
         raise Diverged(self._step, what)
 
     def _early_stop(self, step: int) -> bool:
@@ -522,43 +542,68 @@ class Trainer:
         self._pinned = self._pinned + 1 if self.history[rule.metric] >= rule.threshold else 0
         if self._pinned < rule.patience:
             return False
-        self.tracker.set_tags(
-            {"early_stop": f"step {step}: {rule.metric} >= {rule.threshold} for {rule.patience} logged values"}
+        self.host.submit(
+            self.tracker.set_tags,
+            {"early_stop": f"step {step}: {rule.metric} >= {rule.threshold} for {rule.patience} logged values"},
         )
         return True
 
     def _checkpoint(self, step: int, finished: bool = False) -> None:
-        """A checkpoint is never ahead of the store: every metric logged so far is written (and
-        waited for) before the checkpoint file is renamed into place; pictures and figures are
-        sent synchronously as they are made. A kill -9 at any instant thus leaves the store
-        holding at least everything up to the newest checkpoint, and the resume skips what it
-        holds beyond (MlflowTracker.skip_logged). Chosen over keeping unsent metrics in the
-        checkpoint and replaying them: the store stays the one record, with no second copy to
-        reconcile, for one log_batch (~6 ms) per checkpoint."""
+        """A checkpoint is never ahead of the store: the state at `step` is copied here, and the
+        host thread writes it after everything handed over before it (metrics, pictures), with
+        every buffered metric written (and waited for) before the checkpoint file is renamed
+        into place. A kill -9 at any instant thus leaves the store holding at least everything
+        up to the newest checkpoint, and the resume skips what it holds beyond
+        (MlflowTracker.skip_logged). Chosen over keeping unsent metrics in the checkpoint and
+        replaying them: the store stays the one record, with no second copy to reconcile, for
+        one log_batch (~6 ms) per checkpoint."""
         if self.checkpointer is not None:
-            started = time.perf_counter()
-            self.tracker.flush()
-            path = self.checkpointer.save(step, self.gan.state_variables(), *self._loop_state(finished))
-            log.info("checkpoint %s (%.1f ms)", path, 1000 * (time.perf_counter() - started))
+            # at most one checkpoint in the writing: a kill loses no more than one interval
+            if self._writing is not None:
+                self.host.wait(self._writing)
+            variables = {k: np.array(v.numpy()) for k, v in self.gan.state_variables().items()}
+            state, arrays = self._loop_state(finished)
+            host_random = checkpoint.host_random_state()
+            self._writing = self.host.submit(
+                self._write_checkpoint, step, variables, state, arrays, host_random, part="checkpoint"
+            )
+
+    def _write_checkpoint(self, step: int, variables: dict, state: dict, arrays: dict, host_random: tuple) -> None:
+        """On the host thread."""
+        started = time.perf_counter()
+        self.tracker.flush()
+        path = self.checkpointer.save(step, variables, state, arrays, host_random)
+        log.info("checkpoint %s (%.1f ms)", path, 1000 * (time.perf_counter() - started))
 
     def _log(self, values: dict[str, float], step: int) -> None:
         self.history.update(values)
-        self.tracker.log_metrics(values, step)
+        self.host.submit(self.tracker.log_metrics, dict(values), step)
 
     def _pictures(self, step: int, grids: bool, figures: bool) -> None:
-        """Sample grids (uint8 arrays, every sample_every) and figures (every plot_every)."""
-        from gan_runner import plots
-
+        """Sample grids (uint8 arrays, every sample_every) and figures (every plot_every): the
+        fakes are generated here, at `step`; figures are drawn and both uploaded by the host thread."""
         for name, picture in self.model.pictures(self.generate, self.real, self.cfg, step).items():
             if isinstance(picture, np.ndarray):
                 if grids:  # one image per step under a stable key: the UI's per-step image view
-                    self.tracker.log_image(picture, key=name, step=step)
-                    faults.point("picture")
-            else:
-                if figures:
-                    self.tracker.log_figure(picture, f"plots/{name}_step{step:07d}.png")
-                    faults.point("picture")
-                plots.close(picture)
+                    self.host.submit(self._log_image, picture, name, step, part="pictures")
+            elif figures:  # a figure comes as a function that draws it (registry.py)
+                self.host.submit(self._log_figure, picture, f"plots/{name}_step{step:07d}.png", part="pictures")
+
+    def _log_image(self, image: np.ndarray, key: str, step: int) -> None:
+        """On the host thread."""
+        self.tracker.log_image(image, key=key, step=step)
+        faults.point("picture")
+
+    def _log_figure(self, draw, artifact_file: str) -> None:
+        """On the host thread: draw the figure, upload it, free it."""
+        from gan_runner import plots
+
+        figure = draw()
+        try:
+            self.tracker.log_figure(figure, artifact_file)
+        finally:
+            plots.close(figure)
+        faults.point("picture")
 
     def _keep_best(self, values: dict[str, float], step: int) -> None:
         """The best evaluation by the objective (objective_mode) so far: metric best/<name> at

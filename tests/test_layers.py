@@ -21,6 +21,7 @@ LAYERS: list[list[str]] = [
     [
         "gan_runner.faults",
         "gan_runner.startup",
+        "gan_runner.host_work",
         "gan_runner.seeds",
         "gan_runner.labels",
         "gan_runner.stopping",

@@ -5,6 +5,7 @@ g_start x product(g_strides) = 28)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import weakref
 from collections.abc import Callable
@@ -138,14 +139,15 @@ def pictures(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step:
 
 def class_figure(generate: Callable[[int], np.ndarray], cfg, step: int):
     """The class histogram of the eval.n_fake fakes as a bar chart (the evaluation's at this
-    step, else computed)."""
+    step, else computed), as a function that draws it."""
     last = _LAST_HISTOGRAM
     if last.get("step") == step and last["owner"]() is _owner(generate):
         histogram = last["histogram"]
     else:
         histogram = prepare(cfg).scores(generate(int(cfg.eval.n_fake)), [])["histogram"]
     threshold = float(cfg.eval.coverage_threshold)
-    return plots.class_histogram_figure(
+    return functools.partial(
+        plots.class_histogram_figure,
         histogram,
         threshold,
         f"Digit classes of {cfg.eval.n_fake} fakes (step {step}); coverage {int((histogram >= threshold).sum())}/10",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import keras
@@ -71,6 +72,7 @@ def reference_metrics(real: np.ndarray, cfg, rng: np.random.Generator) -> dict[s
 
 
 def pictures(generate: Callable[[int], np.ndarray], real: np.ndarray, cfg, step: int) -> dict:
-    """The seed's KDE plot of real (blue) vs fake (red)."""
+    """The seed's KDE plot of real (blue) vs fake (red), as a function that draws it."""
     fake = generate(len(real))[:, 0]
-    return {"kde": plots.kde_figure(real[:, 0], fake, title=f"Distribution of real and fake data (step {step})")}
+    title = f"Distribution of real and fake data (step {step})"
+    return {"kde": functools.partial(plots.kde_figure, real[:, 0], fake, title=title)}
