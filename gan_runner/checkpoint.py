@@ -157,9 +157,12 @@ class Checkpointer:
         if not (self.folder / "run.json").exists():
             info = json.dumps({k: self.meta[k] for k in ("run_id", "tracking_uri")}, indent=1).encode()
             write_atomic(self.folder / "run.json", lambda f: f.write(info))
-        arrays = {name: np.asarray(var if isinstance(var, np.ndarray) else var.numpy()) for name, var in variables.items()}
+        arrays = {
+            name: np.asarray(var if isinstance(var, np.ndarray) else var.numpy()) for name, var in variables.items()
+        }
         arrays.update({f"host.trainer.{name}": np.asarray(value) for name, value in (trainer_arrays or {}).items()})
-        np_state, py_state = host_random or host_random_state()  # np: ('MT19937', keys, pos, has_gauss, cached_gaussian)
+        # numpy's: ('MT19937', keys, pos, has_gauss, cached_gaussian)
+        np_state, py_state = host_random or host_random_state()
         arrays["host.numpy_keys"] = np_state[1]
         meta = {
             **self.meta,

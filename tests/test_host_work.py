@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY_1D, all_runs, compose_cfg
+from conftest import all_runs, compose_cfg
 from gan_runner import train
 from gan_runner.host_work import HostWork
 from gan_runner.models.gan import GanStep

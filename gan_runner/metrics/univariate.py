@@ -55,9 +55,19 @@ def moments(x: np.ndarray) -> dict[str, float]:
     return {
         "mean": float(x.mean()),
         "std": float(x.std()),
-        "skew": float(stats.skew(x)),
-        "kurtosis": float(stats.kurtosis(x)),
+        "skew": float(_undecorated(stats.skew, x)),
+        "kurtosis": float(_undecorated(stats.kurtosis, x)),
     }
+
+
+def _undecorated(statistic, x: np.ndarray):
+    """scipy's own computation of `statistic`, without its axis and NaN-policy wrapper: the
+    same arithmetic, in ~0.13 ms instead of ~0.4 at n=20,000 (two calls per evaluation, 100
+    evaluations in the 1-D run). The wrapper's result where scipy drops that private switch."""
+    try:
+        return statistic(x, _no_deco=True)
+    except TypeError:
+        return statistic(x)
 
 
 def w1_to_normal(fake: np.ndarray, mean: float, std: float) -> float:
