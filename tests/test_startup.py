@@ -135,3 +135,31 @@ def test_the_collector_is_paused_for_the_imports_then_frozen_and_back_on():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+COLLECTOR_AT_FIT = """
+import gc, sys
+from gan_runner import __main__ as command, train
+fit = train.Trainer.fit
+def reported_fit(self):
+    print("collector at fit:", gc.isenabled(), gc.get_freeze_count() > 0, flush=True)
+    return fit(self)
+train.Trainer.fit = reported_fit
+command.program()
+"""
+
+
+def test_the_command_trains_with_the_collector_back_on_and_the_start_up_frozen(tmp_path):
+    """The command as shipped (program(), which pauses the collector first): by the time the
+    loop trains, the collector is on again, with what the imports left alive frozen. Else a
+    long run would collect nothing (memory would only grow), or rescan the imports' objects."""
+    out = subprocess.run(
+        [sys.executable, "-c", COLLECTOR_AT_FIT, *TINY],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cli_env(),
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "collector at fit: True True" in out.stdout, out.stdout[-2000:]
