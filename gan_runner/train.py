@@ -13,7 +13,6 @@ import shlex
 import sys
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,14 +68,6 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     if prepare is not None:  # the model's own set-up (dcgan: its digit classifier), before the run exists
         prepare(cfg)
     stopping.phase("classifier")  # a signal swallowed inside TensorFlow stops here at the latest
-    load = None
-    if cfg.weights.load and resumed is None:  # a resume restores everything anyway
-
-        def load(generator, discriminator):
-            load_weights(cfg, generator, discriminator, cfg.weights.load)
-
-    gan = build_gan(cfg, real, load, real_labels)
-    warming = warm_up(gan)  # traced on another thread while the run opens below
     run_id = resumed.meta["run_id"] if resumed else None
     # tracking=none: checkpoints, weights and pictures in one local folder
     local = resumed.path.parent if resumed else root / time.strftime("local-%Y%m%d-%H%M%S")
@@ -107,7 +98,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> float:
             )
             faults.point("startup")
             startup.resume_collector()  # TensorFlow and MLflow imported: frozen, then collected as usual
-            value = Trainer(cfg, real, tracker, ckpt, stop, resumed, real_labels, gan, warming).fit()
+            value = Trainer(cfg, real, tracker, ckpt, stop, resumed, real_labels).fit()
             faults.point("finish")
         print(summary(cfg, overrides, tracker.run_id, folder, value), flush=True)
         if cfg.tracking.register and tracker.run_id and not sweep.in_multirun():  # a sweep: its best job
@@ -339,26 +330,6 @@ def build_gan(cfg: DictConfig, real: np.ndarray, load_weights=None, real_labels:
         )
 
 
-def warm_up(gan) -> Future:
-    """Trace the compiled step and the generators on another thread (zero steps: no variable
-    is read or written), while the caller goes on opening the MLflow run. Most of a first call
-    is TensorFlow optimising and instantiating the graph, which releases the GIL: on two cores
-    it then costs the run next to nothing. The future's result: the seconds it took."""
-
-    def trace() -> float:
-        started = time.perf_counter()
-        gan.run_steps(0)
-        z = np.zeros((1, gan.generator.input_shape[-1]), np.float32)
-        for generate in dict.fromkeys((gan.generate, gan.generate_raw)):  # the same one without an EMA
-            generate(z)
-        return time.perf_counter() - started
-
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gan_runner-trace")
-    future = pool.submit(trace)
-    pool.shutdown(wait=False)
-    return future
-
-
 def eval_noise(seed: int, n: int, latent_dim: int, num_classes: int = 0) -> np.ndarray:
     """A run's evaluation noise for n fakes: U(-1, 1) from default_rng([seed, n]), drawn apart
     from the training RNG so the eval cadence never changes training. (n, latent) float32; a
@@ -385,28 +356,18 @@ class Trainer:
         stop: stopping.SignalStop | None = None,
         resumed: checkpoint.Checkpoint | None = None,
         real_labels: np.ndarray | None = None,
-        gan=None,
-        warming: Future | None = None,
     ):
-        """`gan`: built by build_gan (then with weights.load applied), else built here;
-        `warming`: warm_up(gan), waited for here."""
         # how TensorFlow runs: thread pools "intra/inter" and oneDNN, both fixed when it loads
-        tags = {"tf.threads": configure_threads(cfg.trainer), "tf.onednn": onednn_in_use()}
+        tracker.set_tags({"tf.threads": configure_threads(cfg.trainer), "tf.onednn": onednn_in_use()})
         self.cfg, self.real, self.tracker = cfg, real, tracker
         self.model = registry.get_model(cfg.model.name)
-        if gan is None:
-            load = None
-            if cfg.weights.load and resumed is None:  # a resume restores everything below anyway
+        load = None
+        if cfg.weights.load and resumed is None:  # a resume restores everything below anyway
 
-                def load(generator, discriminator):
-                    load_weights(cfg, generator, discriminator, cfg.weights.load)
+            def load(generator, discriminator):
+                self._load_weights(generator, discriminator, cfg.weights.load)
 
-            gan = build_gan(cfg, real, load, real_labels)
-        if cfg.weights.load and resumed is None:
-            tags["weights.load"] = cfg.weights.load
-        tracker.set_tags(tags)
-        self.gan = gan
-        self.trace_s = warming.result() if warming is not None else None  # before a restore assigns variables
+        self.gan = build_gan(cfg, real, load, real_labels)
         self.history: dict[str, float] = {}
         self._eval_noise: dict[int, np.ndarray] = {}
         self.checkpointer, self.stop = checkpointer, stop or stopping.SignalStop()
@@ -548,7 +509,7 @@ class Trainer:
             self.host.drain()
             raise Interrupted(self.stop.signum, step)
         self.host.drain()  # the last pictures and checkpoint are part of the loop's time
-        loop_s = time.perf_counter() - started  # evaluation, pictures, and tracing unless warm_up did it before
+        loop_s = time.perf_counter() - started  # includes tracing, evaluation and pictures
         if step > start:  # eval_s is part of loop_s; pictures_s, mostly spent beside the steps, need not be
             self._log(
                 {
@@ -556,7 +517,6 @@ class Trainer:
                     "perf/steps_per_s": (step - start) / loop_s,
                     "perf/eval_s": spent["eval"],
                     "perf/pictures_s": spent["pictures"] + self.host.seconds["pictures"],
-                    **({"perf/trace_s": self.trace_s} if self.trace_s is not None else {}),
                 },
                 step,
             )
@@ -687,6 +647,30 @@ class Trainer:
             fakes = self.generate(2)
             self.tracker.log_keras_model(self.gan.eval_generator, "generator", self._eval_noise[2], fakes)
 
+    def _load_weights(self, generator, discriminator, source: str) -> None:
+        """From a folder of .weights.h5 files, or the weights/ artifacts of an MLflow run id."""
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(source).expanduser()
+            if not folder.is_dir():  # config.py lets only folders and run ids through
+                try:
+                    folder = tracking.download_artifacts(self.cfg.tracking, source, "weights", tmp)
+                except LookupError as err:
+                    raise config_mod.ConfigError(f"weights.load: {err}") from None
+            for net in (generator, discriminator):
+                # a run with the EMA on saved its raw G apart: training continues from that one
+                raw = folder / "generator_raw.weights.h5"
+                path = raw if net is generator and raw.is_file() else folder / f"{net.name}.weights.h5"
+                if not path.is_file():
+                    raise config_mod.ConfigError(f"weights.load: no {path.name} in {source}")
+                try:
+                    net.load_weights(path)
+                except ValueError as err:  # another architecture
+                    reason = str(err).splitlines()[0][:200]
+                    raise config_mod.ConfigError(
+                        f"weights.load: {path.name} from {source} does not fit this model ({reason})"
+                    ) from None
+        self.tracker.set_tags({"weights.load": source})
+
     def objective(self) -> float:
         name = self.cfg.objective
         if name not in self.history:
@@ -695,27 +679,3 @@ class Trainer:
             )
         value = self.history[name]
         return value if math.isfinite(value) else float("nan")
-
-
-def load_weights(cfg: DictConfig, generator, discriminator, source: str) -> None:
-    """weights.load: from a folder of .weights.h5 files, or the weights/ artifacts of an MLflow run id."""
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(source).expanduser()
-        if not folder.is_dir():  # config.py lets only folders and run ids through
-            try:
-                folder = tracking.download_artifacts(cfg.tracking, source, "weights", tmp)
-            except LookupError as err:
-                raise config_mod.ConfigError(f"weights.load: {err}") from None
-        for net in (generator, discriminator):
-            # a run with the EMA on saved its raw G apart: training continues from that one
-            raw = folder / "generator_raw.weights.h5"
-            path = raw if net is generator and raw.is_file() else folder / f"{net.name}.weights.h5"
-            if not path.is_file():
-                raise config_mod.ConfigError(f"weights.load: no {path.name} in {source}")
-            try:
-                net.load_weights(path)
-            except ValueError as err:  # another architecture
-                reason = str(err).splitlines()[0][:200]
-                raise config_mod.ConfigError(
-                    f"weights.load: {path.name} from {source} does not fit this model ({reason})"
-                ) from None

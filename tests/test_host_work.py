@@ -82,9 +82,8 @@ def test_training_goes_on_while_a_figure_is_drawn_and_the_checkpoint_holds_its_o
         return figure
 
     def recorded_run_steps(self, n):
-        if n:  # not train.warm_up's zero steps, traced on its own thread
-            assert threading.current_thread() is threading.main_thread()
-            chunks.append(time.monotonic())
+        assert threading.current_thread() is threading.main_thread()
+        chunks.append(time.monotonic())
         return run_steps(self, n)
 
     monkeypatch.setattr(plots, "kde_figure", slow_kde_figure)
@@ -125,31 +124,3 @@ def test_a_failed_upload_fails_the_run_and_no_checkpoint_follows_it(store, clien
     assert not list(folder.glob("ckpt-*.npz")), "a checkpoint was written after its step's figure failed"
     history = client.get_metric_history(run.info.run_id, "eval/kl")
     assert [m.step for m in history] == [30]  # what came before the failure is in the store
-
-
-def test_the_step_traced_while_the_run_opens_trains_the_same_numbers(store, client, monkeypatch):
-    """train.run builds the GAN and traces its step (zero steps) and generators on another
-    thread while the MLflow run opens: the run logs perf/trace_s, and every last value equals
-    that of a Trainer that traced inside its loop."""
-    from gan_runner import data, tracking
-
-    traced_on: list[str] = []
-    run_steps = GanStep.run_steps
-
-    def recorded_run_steps(self, n):
-        if not n:
-            traced_on.append(threading.current_thread().name)
-        return run_steps(self, n)
-
-    monkeypatch.setattr(GanStep, "run_steps", recorded_run_steps)
-    overrides = [f"tracking.uri={store}", "train_steps=60", *CADENCE]
-    cfg = compose_cfg(overrides)
-    train.run(cfg, overrides)
-    assert traced_on and all(name.startswith("gan_runner-trace") for name in traced_on)
-    (run,) = all_runs(client, "gaussian1d")
-    assert run.data.metrics["perf/trace_s"] > 0
-    plain = train.Trainer(cfg, data.load(cfg.data, cfg.seed), tracking.NullTracker())
-    plain.fit()
-    assert len(traced_on) == 1  # that one traced in its first chunk
-    logged = {k: v for k, v in run.data.metrics.items() if k.startswith(("train/", "eval/", "best/"))}
-    assert logged and logged == {k: plain.history[k] for k in logged}
