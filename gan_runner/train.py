@@ -509,7 +509,7 @@ class Trainer:
             self.host.drain()
             raise Interrupted(self.stop.signum, step)
         self.host.drain()  # the last pictures and checkpoint are part of the loop's time
-        loop_s = time.perf_counter() - started  # includes tracing, evaluation and pictures
+        loop_s = time.perf_counter() - started  # tracing, evaluation, and the wait for the last writes
         if step > start:  # eval_s is part of loop_s; pictures_s, mostly spent beside the steps, need not be
             self._log(
                 {
