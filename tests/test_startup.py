@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 
-from conftest import all_runs, cli_env, run_cli
+from conftest import all_runs, cli_env
 
 TINY = ["train_steps=60", "log_every=15", "eval_every=30", "plot_every=60", "eval.n_fake=2000", "seed=3"]
 
@@ -65,11 +65,25 @@ def test_new_store_from_the_template_is_the_store_mlflow_makes(tmp_path, monkeyp
         assert db.execute("SELECT COUNT(*) FROM experiments").fetchone() == (0,)
 
 
+COLLECTOR_AT_FIT = """
+import gc, sys
+from gan_runner import __main__ as command, train
+fit = train.Trainer.fit
+def reported_fit(self):
+    print("collector at fit:", gc.isenabled(), gc.get_freeze_count() > 0, flush=True)
+    return fit(self)
+train.Trainer.fit = reported_fit
+command.program()
+"""
+
+
 def test_same_seed_same_numbers_with_the_template_store_and_the_fast_exit(tmp_path):
     """Main's way (a store MLflow migrated, cli() with the collector on, ending in a normal
     interpreter exit) against the command as shipped (the store copied from the template,
     program(): the collector paused until the run opens, the fast exit): every train/*, eval/*,
-    best/* value at every step identical; both FINISHED, exit 0."""
+    best/* value at every step identical; both FINISHED, exit 0. And the command trains with
+    the collector back on and the start-up frozen (else a long run would collect nothing, or
+    rescan the imports' objects): `program()` is run with Trainer.fit reporting the collector."""
     from mlflow.tracking import MlflowClient
 
     main_way, now = tmp_path / "main_way", tmp_path / "now"
@@ -85,8 +99,16 @@ def test_same_seed_same_numbers_with_the_template_store_and_the_fast_exit(tmp_pa
     )
     assert old.returncode == 0, old.stderr[-2000:]
     assert not (tmp_path / "no-cache").exists()  # the store was there already: no template made
-    new = run_cli(TINY, cwd=now, env={"GAN_RUNNER_CACHE": str(tmp_path / "cache")})
+    new = subprocess.run(
+        [sys.executable, "-c", COLLECTOR_AT_FIT, *TINY],
+        cwd=now,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cli_env({"GAN_RUNNER_CACHE": str(tmp_path / "cache")}),
+    )
     assert new.returncode == 0, new.stderr[-2000:]
+    assert "collector at fit: True True" in new.stdout, new.stdout[-2000:]
     assert list((tmp_path / "cache").glob("mlflow-*-empty.db"))
     assert "gan_runner: finished" in new.stdout and "step 60/60" in new.stdout  # flushed before the exit
     histories = []
@@ -135,31 +157,3 @@ def test_the_collector_is_paused_for_the_imports_then_frozen_and_back_on():
         assert not gc.isenabled()
     finally:
         gc.enable()
-
-
-COLLECTOR_AT_FIT = """
-import gc, sys
-from gan_runner import __main__ as command, train
-fit = train.Trainer.fit
-def reported_fit(self):
-    print("collector at fit:", gc.isenabled(), gc.get_freeze_count() > 0, flush=True)
-    return fit(self)
-train.Trainer.fit = reported_fit
-command.program()
-"""
-
-
-def test_the_command_trains_with_the_collector_back_on_and_the_start_up_frozen(tmp_path):
-    """The command as shipped (program(), which pauses the collector first): by the time the
-    loop trains, the collector is on again, with what the imports left alive frozen. Else a
-    long run would collect nothing (memory would only grow), or rescan the imports' objects."""
-    out = subprocess.run(
-        [sys.executable, "-c", COLLECTOR_AT_FIT, *TINY],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=cli_env(),
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "collector at fit: True True" in out.stdout, out.stdout[-2000:]
