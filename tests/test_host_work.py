@@ -66,7 +66,8 @@ CADENCE = ["eval_every=30", "log_every=10", "plot_every=30", "checkpoint.every=3
 def test_training_goes_on_while_a_figure_is_drawn_and_the_checkpoint_holds_its_own_step(tmp_path, monkeypatch):
     """The first figure takes 1.5 s to draw: the steps after it run meanwhile, on the training
     thread, and the checkpoint of that step (written after the figure) still holds the state of
-    that step, the same arrays as a run that stopped there."""
+    that step, the same arrays as a run that stopped there. The next checkpoint's hand-over
+    waits for that one: at most one checkpoint is in the writing."""
     from gan_runner import plots
 
     drawn: list[tuple[str, float, float]] = []  # (thread, start, end)
@@ -99,6 +100,8 @@ def test_training_goes_on_while_a_figure_is_drawn_and_the_checkpoint_holds_its_o
     _, _, first_end = drawn[0]
     # drawn on the training thread, no step past 30 could start before the drawing ended
     assert [step for step, at in chunks if step >= 30 and at < first_end], "the steps waited for the figure"
+    # but the checkpoint at 60 waits for the one at 30 (written after that figure): one in the writing at most
+    assert not [step for step, at in chunks if step >= 60 and at < first_end], "two checkpoints were in the writing"
     ahead, stopped = (_only_checkpoint_folder(tmp_path / str(s) / "checkpoints") for s in (90, 30))
     assert sorted(p.name for p in ahead.glob("ckpt-*.npz")) == [f"ckpt-{s:09d}.npz" for s in (30, 60, 90)]
     mid, end = _checkpoint_arrays(ahead, 30), _checkpoint_arrays(stopped, 30)
