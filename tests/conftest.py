@@ -67,11 +67,28 @@ def classifier_cache(tmp_path_factory) -> Path:
     del os.environ["GAN_RUNNER_CACHE"]
 
 
-def pytest_collection_modifyitems(items) -> None:
-    """`make test` runs the suite in parallel workers (pytest-xdist, --dist loadgroup). Tests that
-    share one of our expensive session- or module-scoped fixtures (the filled store, the judge, a
-    crash-test zygote, a trained sweep) go to one worker, so it is built once; the rest are spread."""
-    here = Path(__file__).parent
+def grouping_hook(here: Path):
+    """pytest_collection_modifyitems for the tests in `here` (test_test_deps reuses it). `make test`
+    runs the suite in parallel workers (pytest-xdist, --dist loadgroup). Tests that share one of
+    our expensive session- or module-scoped fixtures (the filled store, the judge, a crash-test
+    zygote, a trained sweep) go to one worker, so it is built once; the rest are spread. It must
+    run before pytest-xdist's own hook, which reads the xdist_group marks."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(items) -> None:
+        group_by_fixtures(items, here)
+
+    return pytest_collection_modifyitems
+
+
+pytest_collection_modifyitems = grouping_hook(Path(__file__).parent)
+
+
+def group_by_fixtures(items, here: Path) -> None:
+    """Mark each item that uses a session- or module-scoped fixture defined in `here` with an
+    xdist_group: one per set of session fixtures, else one per module. pytest-xdist turns the mark
+    into a node-id suffix, which pytest 9.2 ignores (pytest-xdist#1386): hence pytest<9.2 in
+    pyproject.toml, and test_test_deps checks that a module fixture is built once."""
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         ours = {
