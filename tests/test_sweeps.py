@@ -171,12 +171,31 @@ def ray_head():
             time.sleep(0.5)
         yield f"127.0.0.1:{port}"
     finally:
-        os.killpg(head.pid, signal.SIGTERM)  # --block: ray start stops the processes it started
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+        # SIGKILL to the whole group: ray start's own stop on SIGTERM takes ~33 s; the group is every
+        # process of this cluster, so none outlives the test (checked, by the temp dir they all name)
+        running = live_processes_naming(temp)  # the check below can see them: GCS, raylet, workers
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while (left := live_processes_naming(temp)) and time.monotonic() < deadline:
+            time.sleep(0.2)
         shutil.rmtree(temp, ignore_errors=True)
+        assert len(running) >= 2 and not left, f"Ray processes outlived the test: {left} (of {running})"
+
+
+def live_processes_naming(text: Path) -> list[str]:
+    """Command lines of the live (not zombie) processes whose arguments contain `text`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        if str(text) in cmdline:
+            found.append(cmdline)
+    return found
 
 
 def test_ray_cluster_launcher_runs_two_jobs_on_a_local_ray_cluster(tmp_path, migrated_db, ray_head):
